@@ -1,0 +1,78 @@
+"""What every flow's tasks share: their services and a few helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from taskflow import task
+from taskflow.types import failure as tf_failure
+
+from scheduler.manager import Scheduler
+from vmflow import exception
+from vmflow.config import Config
+from vmflow.db import instances as instances_db
+from vmflow.db.session import Database
+from vmflow.states import task_states, vm_states
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Services:
+    """Handles a task needs; never persisted (the factory is given them again)."""
+
+    config: Config
+    db: Database
+    compute: Any = None  # workers.rpc.ComputeClient (conductor only)
+    scheduler: Scheduler | None = None  # conductor only
+
+
+class VmTask(task.Task):
+    """A task with access to the services; names are passed explicitly (stable)."""
+
+    def __init__(self, services: Services, name: str, **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.svc = services
+
+
+def failed(result: Any) -> bool:
+    """True when a revert receives the task's own failure (nothing was done)."""
+    return isinstance(result, tf_failure.Failure)
+
+
+def first_failure(flow_failures: dict[str, tf_failure.Failure] | None
+                  ) -> tf_failure.Failure | None:
+    if not flow_failures:
+        return None
+    return next(iter(flow_failures.values()))
+
+
+def fault_from(fail: tf_failure.Failure | None) -> tuple[int, str, str]:
+    """(code, message, details) of a failure, for an instance fault."""
+    if fail is None:
+        return 500, "Unknown failure", ""
+    code = 500
+    exc = fail.exception
+    if isinstance(exc, exception.VmflowError):
+        code = exc.code
+    message = fail.exception_str or fail.exception_type_names[0]
+    return code, message, fail.pformat(traceback=True)
+
+
+def record_error(services: Services, instance_uuid: str, fail: tf_failure.Failure | None,
+                 *, host: str | None = None) -> None:
+    """Put the instance in ERROR with a fault (unless it is being deleted)."""
+    code, message, details = fault_from(fail)
+    with services.db.write() as session:
+        instance = session.get(instances_db.Instance, instance_uuid)
+        if instance is None or instance.deleted or instance.task_state == task_states.DELETING:
+            return  # a delete owns the instance now; it must not come back as ERROR
+        if not instances_db.update_if(session, instance_uuid,
+                                      {"vm_state": vm_states.ERROR, "task_state": None},
+                                      expected_task_state=instance.task_state):
+            return
+        instances_db.add_fault(session, instance_uuid, code=code, message=message,
+                               details=details, host=host or instance.host)
+    LOG.warning("instance %s is in ERROR: %s", instance_uuid, message)

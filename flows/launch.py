@@ -1,0 +1,377 @@
+"""Launch: admit the request, then schedule, claim and spawn, rescheduling on failure.
+
+Graph::
+
+    validate-request -> check-quota -> create-instance-record        (admission)
+        -> build [retry: reschedule, max_attempts]
+             select-destinations -> claim-resources -> cache-image -> create-disk
+             -> define-domain -> power-on -> wait [retry: poll] (wait-for-running)
+        -> mark-active
+
+The API runs the admission steps itself and suspends the flow after
+``launch.create-instance-record`` (so it can answer 202 with a server that
+exists, or 403 for quota); the conductor resumes the same persisted flow.
+
+A failure on the host reverts the host steps and the claim, remembers the host
+as tried and runs ``build`` again elsewhere; after ``max_attempts`` (or for a
+failure no other host can fix) everything reverts and
+``create-instance-record``'s revert puts the instance in ERROR with a fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from taskflow import retry
+from taskflow.patterns import graph_flow, linear_flow
+
+from flows.base import Services, VmTask, failed, first_failure, record_error
+from vmflow import exception
+from vmflow.db import catalog, claims
+from vmflow.db import instances as instances_db
+from vmflow.db.models import Instance, utcnow
+from vmflow.states import power_state, task_states, vm_states
+
+LOG = logging.getLogger(__name__)
+
+RESCHEDULABLE = (exception.HypervisorError, exception.ComputeUnavailable)
+
+
+# -- admission (runs in the API) ----------------------------------------------------
+
+class ValidateRequest(VmTask):
+    """Resolve the flavor and image of the request; fail if either is unusable.
+
+    Revert: nothing to undo (reads only).
+    """
+
+    default_provides = ("flavor", "image")
+
+    def execute(self, request: dict[str, Any]) -> tuple[dict, dict]:
+        with self.svc.db.read() as session:
+            flavor = catalog.get_flavor(session, request["flavor_ref"])
+            image = catalog.get_image(session, request["image_ref"], request["project_id"])
+            if image.status != "active":
+                raise exception.Invalid(f"Image {image.id} is not active.")
+            if flavor.root_gb and image.min_disk > flavor.root_gb:
+                raise exception.Invalid(f"Flavor's disk is too small for requested image "
+                                        f"(needs {image.min_disk} GB).")
+            if image.min_ram > flavor.memory_mb:
+                raise exception.Invalid(f"Flavor's memory is too small for requested image "
+                                        f"(needs {image.min_ram} MB).")
+            return catalog.flavor_dict(flavor), catalog.image_dict(image)
+
+
+def _quota_problem(cfg, usage: dict[str, int], flavor: dict[str, Any], extra: int = 1
+                   ) -> exception.QuotaExceeded | None:
+    asks = {"instances": (extra, cfg.quota_instances),
+            "cores": (extra * flavor["vcpus"], cfg.quota_cores),
+            "ram": (extra * flavor["memory_mb"], cfg.quota_ram)}
+    for resource, (asked, limit) in asks.items():
+        if limit >= 0 and usage[resource] + asked > limit:
+            return exception.QuotaExceeded(resource=resource, requested=asked,
+                                           used=usage[resource], limit=limit)
+    return None
+
+
+class CheckQuota(VmTask):
+    """Refuse the request if it would take the project over its quota.
+
+    Revert: nothing to undo (reads only).
+    """
+
+    def execute(self, request: dict[str, Any], flavor: dict[str, Any]) -> None:
+        with self.svc.db.read() as session:
+            usage = instances_db.count_usage(session, request["project_id"])
+        problem = _quota_problem(self.svc.config, usage, flavor)
+        if problem:
+            raise problem
+
+
+class CreateInstanceRecord(VmTask):
+    """Create the instance (BUILD, scheduling); re-check quota once it is counted.
+
+    The re-check runs after the insert is committed, so of concurrent requests
+    racing for the last unit of quota none can slip through (at worst both are
+    refused).  Execute is idempotent: an existing record is kept.
+
+    Revert: the flow failed after admission, so put the instance in ERROR with
+    a fault describing the failure (it stays visible until the user deletes it).
+    """
+
+    def execute(self, instance_uuid: str, request: dict[str, Any], flavor: dict[str, Any],
+                image: dict[str, Any]) -> None:
+        with self.svc.db.write() as session:
+            if session.get(Instance, instance_uuid) is not None:
+                return
+            session.add(Instance(
+                uuid=instance_uuid, name=request["name"], project_id=request["project_id"],
+                user_id=request["user_id"], flavor_id=flavor["id"], flavor=flavor,
+                image_ref=image["id"], vm_state=vm_states.BUILDING,
+                task_state=task_states.SCHEDULING, power_state=power_state.NOSTATE,
+                availability_zone=request.get("availability_zone"),
+                metadata_=request.get("metadata") or {}, tried_hosts=[],
+            ))
+        with self.svc.db.write() as session:
+            usage = instances_db.count_usage(session, request["project_id"])
+            problem = _quota_problem(self.svc.config, usage, flavor, extra=0)
+            if problem:
+                session.delete(session.get(Instance, instance_uuid))
+        if problem:
+            raise problem
+
+    def revert(self, result: Any, instance_uuid: str, flow_failures: dict | None = None,
+               **_kw: Any) -> None:
+        if failed(result):
+            return
+        record_error(self.svc, instance_uuid, first_failure(flow_failures))
+
+
+# -- build (runs in the conductor; host steps on the chosen host) ----------------------
+
+class RescheduleRetry(retry.Retry):
+    """Run the build again on another host after a host failure, up to max_attempts.
+
+    Only failures of the host (HypervisorError, ComputeUnavailable) are worth
+    another host; anything else (no valid host, the instance was deleted) reverts.
+    """
+
+    def __init__(self, max_attempts: int, **kwargs: Any) -> None:
+        super().__init__(name="launch.reschedule", provides="attempt", **kwargs)
+        self.max_attempts = max_attempts
+
+    def on_failure(self, history: retry.History, *args: Any, **kwargs: Any) -> str:
+        last = len(history) - 1
+        if history.caused_by(exception.InstanceGone, index=last):
+            return retry.REVERT
+        host_failed = any(history.caused_by(cls, index=last) for cls in RESCHEDULABLE)
+        if host_failed and len(history) < self.max_attempts:
+            LOG.info("build attempt %d failed on its host; rescheduling", len(history))
+            return retry.RETRY
+        return retry.REVERT
+
+    def execute(self, history: retry.History, *args: Any, **kwargs: Any) -> int:
+        return len(history) + 1
+
+    def revert(self, history: retry.History, *args: Any, **kwargs: Any) -> None:
+        """Nothing to undo: each attempt's steps revert themselves."""
+
+
+class SelectDestinations(VmTask):
+    """Ask the scheduler for hosts that fit, excluding hosts already tried.
+
+    Revert: nothing to undo (no side effect).
+    """
+
+    default_provides = "candidates"
+
+    def execute(self, instance_uuid: str, flavor: dict[str, Any], attempt: int) -> list[str]:
+        with self.svc.db.read() as session:
+            tried = set(instances_db.get(session, instance_uuid).tried_hosts or [])
+        LOG.info("scheduling attempt %d for %s (tried: %s)", attempt, instance_uuid,
+                 ", ".join(sorted(tried)) or "none")
+        return self.svc.scheduler.select(claims.Resources.of_flavor(flavor), exclude=tried)
+
+
+class ClaimResources(VmTask):
+    """Claim the flavor's resources on the first candidate that still has room.
+
+    A candidate whose claim fails (another request took the room first) is
+    skipped, not fatal.  The claim and the instance's new host are written in
+    one transaction, guarded by task_state, so a deleted instance never holds
+    a claim.
+
+    Revert: release the claim, remember the host as tried, and clear the
+    instance's host (back to scheduling) unless a delete has taken over.
+    """
+
+    default_provides = "host"
+
+    def execute(self, instance_uuid: str, flavor: dict[str, Any], candidates: list[str]) -> str:
+        asked = claims.Resources.of_flavor(flavor)
+        for host in candidates:
+            with self.svc.db.write() as session:
+                if not claims.claim(session, instance_uuid, host, asked):
+                    continue
+                if not instances_db.update_if(
+                        session, instance_uuid,
+                        {"host": host, "node": host,
+                         "task_state": task_states.BLOCK_DEVICE_MAPPING},
+                        expected_task_state=[task_states.SCHEDULING,
+                                             task_states.BLOCK_DEVICE_MAPPING]):
+                    raise exception.InstanceGone(instance_id=instance_uuid)
+            self.svc.scheduler.cache.consumed(host, asked)
+            LOG.info("claimed %s on %s", asked, host)
+            return host
+        self.svc.scheduler.cache.invalidate()
+        raise exception.NoValidHost(
+            reason=f"Every candidate ({', '.join(candidates)}) was claimed by other requests.")
+
+    def revert(self, result: Any, instance_uuid: str, flavor: dict[str, Any],
+               **_kw: Any) -> None:
+        if failed(result) or result is None:
+            return
+        host = result
+        with self.svc.db.write() as session:
+            released = claims.release(session, instance_uuid, host)
+            instance = session.get(Instance, instance_uuid)
+            if instance is not None and not instance.deleted:
+                tried = list(instance.tried_hosts or [])
+                if host not in tried:
+                    tried.append(host)
+                instances_db.update_if(
+                    session, instance_uuid,
+                    {"host": None, "node": None, "tried_hosts": tried,
+                     "task_state": task_states.SCHEDULING},
+                    expected_task_state=[task_states.SCHEDULING, task_states.BLOCK_DEVICE_MAPPING,
+                                         task_states.SPAWNING])
+        if released:
+            self.svc.scheduler.cache.consumed(host, claims.Resources.of_flavor(flavor), -1)
+        LOG.info("released claim of %s on %s", instance_uuid, host)
+
+
+class HostTask(VmTask):
+    """A step carried out by the chosen host's compute worker."""
+
+    def call(self, host: str, method: str, **kwargs: Any) -> Any:
+        return self.svc.compute.call(host, method, **kwargs)
+
+    def undo(self, host: str, method: str, instance_uuid: str) -> None:
+        """Best-effort undo: log, don't raise, when the host cannot do it."""
+        try:
+            self.call(host, method, instance_uuid=instance_uuid)
+        except exception.VmflowError as err:
+            LOG.error("could not undo %s for %s on %s: %s", self.name, instance_uuid, host, err)
+
+
+class CacheImage(HostTask):
+    """Make the image available in the host's image cache.
+
+    Revert: nothing to undo; cached images serve every instance of the host and
+    are aged out by the cache, not by one failed build.
+    """
+
+    def execute(self, host: str, image: dict[str, Any]) -> None:
+        self.call(host, "prepare_image", image=image)
+
+
+class CreateDisk(HostTask):
+    """Create the instance's root disk on the host from the cached image.
+
+    Revert: delete the instance's disks on that host (already gone is fine).
+    """
+
+    def execute(self, instance_uuid: str, host: str, image: dict[str, Any],
+                flavor: dict[str, Any]) -> None:
+        self.call(host, "create_disk", instance_uuid=instance_uuid, image=image,
+                  root_gb=flavor["root_gb"])
+
+    def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
+        self.undo(host, "delete_disks", instance_uuid)
+
+
+class DefineDomain(HostTask):
+    """Mark the instance spawning and define its guest on the host.
+
+    Revert: undefine the guest (stopping it first if it runs); absent is fine.
+    """
+
+    def execute(self, instance_uuid: str, host: str, request: dict[str, Any],
+                flavor: dict[str, Any]) -> None:
+        with self.svc.db.write() as session:
+            if not instances_db.update_if(
+                    session, instance_uuid, {"task_state": task_states.SPAWNING},
+                    expected_task_state=[task_states.BLOCK_DEVICE_MAPPING,
+                                         task_states.SPAWNING]):
+                raise exception.InstanceGone(instance_id=instance_uuid)
+        self.call(host, "define", instance={"uuid": instance_uuid, "name": request["name"],
+                                            "flavor": flavor})
+
+    def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
+        self.undo(host, "undefine", instance_uuid)
+
+
+class PowerOn(HostTask):
+    """Start the guest.
+
+    Revert: power the guest off (the definition is removed by define-domain).
+    """
+
+    def execute(self, instance_uuid: str, host: str) -> None:
+        self.call(host, "power_on", instance_uuid=instance_uuid)
+
+    def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
+        self.undo(host, "power_off", instance_uuid)
+
+
+class WaitForRunning(HostTask):
+    """Check that the guest reports RUNNING; the ``launch.poll`` retry repeats it.
+
+    Each repeat waits a little longer (backoff from the attempt number) before
+    asking the host again.
+
+    Revert: nothing to undo (reads only).
+    """
+
+    default_provides = "power_state"
+
+    def execute(self, instance_uuid: str, host: str, poll_attempt: int) -> int:
+        if poll_attempt > 1:
+            time.sleep(min(0.05 * 2 ** (poll_attempt - 2), 2.0))
+        state = self.call(host, "power_state", instance_uuid=instance_uuid)
+        if state != power_state.RUNNING:
+            raise exception.HypervisorError(
+                host=host, step="wait-for-running",
+                reason=f"guest is {power_state.NAMES.get(state, state)}, not RUNNING")
+        return state
+
+
+class MarkActive(VmTask):
+    """The guest runs: the instance becomes ACTIVE (only if still spawning).
+
+    Revert: nothing to undo; this is the last step, so when it has succeeded
+    there is nothing after it that could fail.
+    """
+
+    def execute(self, instance_uuid: str, host: str) -> None:
+        with self.svc.db.write() as session:
+            if not instances_db.update_if(
+                    session, instance_uuid,
+                    {"vm_state": vm_states.ACTIVE, "task_state": None,
+                     "power_state": power_state.RUNNING, "launched_at": utcnow(),
+                     "progress": 100},
+                    expected_task_state=task_states.SPAWNING):
+                raise exception.InstanceGone(instance_id=instance_uuid)
+        LOG.info("instance %s is ACTIVE on %s", instance_uuid, host)
+
+
+ADMISSION_LAST_STEP = "launch.create-instance-record"
+
+
+def get_flow(services: Services, max_attempts: int = 3, poll_attempts: int = 30
+             ) -> graph_flow.Flow:
+    """Build the launch graph (inputs: ``instance_uuid``, ``request``)."""
+    validate = ValidateRequest(services, "launch.validate-request")
+    quota = CheckQuota(services, "launch.check-quota")
+    create = CreateInstanceRecord(services, ADMISSION_LAST_STEP)
+    wait = linear_flow.Flow(
+        "launch.wait",
+        retry=retry.Times(poll_attempts, name="launch.poll", provides="poll_attempt",
+                          revert_all=False),
+    ).add(WaitForRunning(services, "launch.wait-for-running"))
+    build = linear_flow.Flow("launch.build", retry=RescheduleRetry(max_attempts)).add(
+        SelectDestinations(services, "launch.select-destinations"),
+        ClaimResources(services, "launch.claim-resources"),
+        CacheImage(services, "launch.cache-image"),
+        CreateDisk(services, "launch.create-disk"),
+        DefineDomain(services, "launch.define-domain"),
+        PowerOn(services, "launch.power-on"),
+        wait,
+    )
+    active = MarkActive(services, "launch.mark-active")
+    flow = graph_flow.Flow("launch").add(validate, quota, create, build, active)
+    flow.link(quota, create)
+    flow.link(create, build)
+    return flow

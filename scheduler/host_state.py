@@ -1,0 +1,103 @@
+"""In-memory view of every compute host, refreshed from the database.
+
+Reading all compute nodes on every request would cost a query proportional to
+the cloud for each boot; instead the view is refreshed at most every
+``refresh_interval`` seconds and adjusted at once by this process's own claims.
+A view that is stale only makes a claim fail, and a failed claim moves on to the
+next candidate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+from vmflow.db import hosts as hosts_db
+from vmflow.db.claims import Resources
+from vmflow.db.session import Database
+
+
+@dataclasses.dataclass
+class HostState:
+    host: str
+    vcpus: int
+    memory_mb: int
+    local_gb: int
+    vcpus_used: int
+    memory_mb_used: int
+    local_gb_used: int
+    cpu_allocation_ratio: float
+    ram_allocation_ratio: float
+    disk_allocation_ratio: float
+    cpu_arch: str
+    hypervisor_type: str
+    enabled: bool = True
+    up: bool = True
+
+    @property
+    def free_ram_mb(self) -> float:
+        return self.memory_mb * self.ram_allocation_ratio - self.memory_mb_used
+
+    @property
+    def free_vcpus(self) -> float:
+        return self.vcpus * self.cpu_allocation_ratio - self.vcpus_used
+
+    @property
+    def free_disk_gb(self) -> float:
+        return self.local_gb * self.disk_allocation_ratio - self.local_gb_used
+
+    def consume(self, res: Resources, sign: int = 1) -> None:
+        self.vcpus_used += sign * res.vcpus
+        self.memory_mb_used += sign * res.memory_mb
+        self.local_gb_used += sign * res.disk_gb
+
+
+class HostStateCache:
+    def __init__(self, db: Database, *, service_down_time: float = 60.0,
+                 refresh_interval: float = 1.0) -> None:
+        self._db = db
+        self._down_after = service_down_time
+        self._interval = refresh_interval
+        self._lock = threading.Lock()
+        self._hosts: dict[str, HostState] = {}
+        self._loaded_at = 0.0
+
+    def _load(self) -> dict[str, HostState]:
+        with self._db.read() as session:
+            services = {s.host: s for s in hosts_db.list_services(session)
+                        if s.binary == "vmflow-compute"}
+            result = {}
+            for node in hosts_db.list_nodes(session):
+                service = services.get(node.host)
+                result[node.host] = HostState(
+                    host=node.host, vcpus=node.vcpus, memory_mb=node.memory_mb,
+                    local_gb=node.local_gb, vcpus_used=node.vcpus_used,
+                    memory_mb_used=node.memory_mb_used, local_gb_used=node.local_gb_used,
+                    cpu_allocation_ratio=node.cpu_allocation_ratio,
+                    ram_allocation_ratio=node.ram_allocation_ratio,
+                    disk_allocation_ratio=node.disk_allocation_ratio,
+                    cpu_arch=node.cpu_arch, hypervisor_type=node.hypervisor_type,
+                    enabled=service is not None and not service.disabled,
+                    up=service is not None and hosts_db.is_up(service, self._down_after),
+                )
+        return result
+
+    def snapshot(self) -> list[HostState]:
+        """Current host states (copies; callers may not change the cache)."""
+        with self._lock:
+            if time.monotonic() - self._loaded_at > self._interval:
+                self._hosts = self._load()
+                self._loaded_at = time.monotonic()
+            return [dataclasses.replace(h) for h in self._hosts.values()]
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = 0.0
+
+    def consumed(self, host: str, res: Resources, sign: int = 1) -> None:
+        """Apply this process's claim (sign 1) or release (sign -1) to the view."""
+        with self._lock:
+            state = self._hosts.get(host)
+            if state is not None:
+                state.consume(res, sign)

@@ -1,0 +1,154 @@
+"""Configuration: one TOML file plus ``VMFLOW_*`` environment variables.
+
+Precedence (lowest first): built-in defaults, the TOML file named by ``--config``
+or ``VMFLOW_CONFIG``, then environment variables.  Every service of a deployment
+reads the same file, so an operator changes a setting in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_BROKER = "memory://"
+EMBEDDED_RESULT_BACKEND = "cache+memory://"
+
+
+@dataclasses.dataclass
+class HostConfig:
+    """One compute host: its name, hypervisor URI and capacity.
+
+    ``uri`` empty means "a libvirt test-driver host generated under the data
+    directory with this capacity" (see ``virt.libvirt_driver``).
+    """
+
+    name: str
+    uri: str = ""
+    vcpus: int = 16
+    memory_mb: int = 32768
+    disk_gb: int = 500
+    arch: str = "x86_64"
+    hypervisor_type: str = "QEMU"
+    hypervisor_version: int = 8002000
+
+
+@dataclasses.dataclass
+class Config:
+    data_dir: Path = dataclasses.field(
+        default_factory=lambda: Path(os.path.expanduser("~/.local/share/vmflow"))
+    )
+    database_url: str = ""
+    broker_url: str = EMBEDDED_BROKER
+    result_backend: str = EMBEDDED_RESULT_BACKEND
+    # How often an in-process (memory) transport looks for new messages.
+    broker_polling_interval: float = 0.005
+    # Namespace of every queue and exchange (two clouds may share one broker).
+    queue_prefix: str = "vmflow"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8774
+    # Public base URL used in links; derived from api_host/api_port when empty.
+    public_url: str = ""
+    max_body_bytes: int = 256 * 1024
+    # Authentication: only "noauth" exists until the identity issue lands.
+    auth_strategy: str = "noauth"
+    noauth_project_id: str = "demo"
+    noauth_user_id: str = "demo"
+    # Simulated hosts for the embedded mode and `vmflow up`.
+    host_count: int = 4
+    host_prefix: str = "compute-"
+    host_vcpus: int = 16
+    host_memory_mb: int = 32768
+    host_disk_gb: int = 500
+    hosts: list[HostConfig] = dataclasses.field(default_factory=list)
+    # Scheduling and claims.
+    max_attempts: int = 3
+    cpu_allocation_ratio: float = 16.0
+    ram_allocation_ratio: float = 1.5
+    disk_allocation_ratio: float = 1.0
+    # Services and heartbeats (Nova's defaults).
+    service_down_time: float = 60.0
+    report_interval: float = 10.0
+    # Conductor and compute.
+    conductor_concurrency: int = 32
+    compute_concurrency: int = 16
+    compute_rpc_timeout: float = 60.0
+    spawn_poll_attempts: int = 30
+    # Quotas (defaults of Nova; per-project overrides arrive with the identity issue).
+    quota_instances: int = 10
+    quota_cores: int = 20
+    quota_ram: int = 51200
+    # Logging.
+    log_level: str = "INFO"
+    log_dir: str = ""
+    # Fault injection for tests and demos: {"host": "step"} makes that host's
+    # compute step raise.  Empty in any real deployment.
+    inject_failures: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'vmflow.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
+    def compute_hosts(self) -> list[HostConfig]:
+        """The configured hosts, or ``host_count`` generated ones."""
+        if self.hosts:
+            return list(self.hosts)
+        return [
+            HostConfig(
+                name=f"{self.host_prefix}{i}",
+                vcpus=self.host_vcpus,
+                memory_mb=self.host_memory_mb,
+                disk_gb=self.host_disk_gb,
+            )
+            for i in range(1, self.host_count + 1)
+        ]
+
+
+_ENV_PREFIX = "VMFLOW_"
+
+
+def _coerce(field: dataclasses.Field, raw: str) -> Any:
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    if kind.startswith("Path"):
+        return Path(raw)
+    if kind.startswith("str"):
+        return raw
+    raise ValueError(f"{field.name} cannot be set from the environment")
+
+
+def load(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
+    """Build the configuration from the file, the environment and overrides."""
+    values: dict[str, Any] = {}
+    path = path or os.environ.get("VMFLOW_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            values.update(tomllib.load(fh))
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for name, field in fields.items():
+        raw = os.environ.get(_ENV_PREFIX + name.upper())
+        if raw is not None and name not in ("hosts", "inject_failures"):
+            values[name] = _coerce(field, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+    hosts = values.pop("hosts", None)
+    cfg = Config(**values)
+    if hosts:
+        cfg.hosts = [h if isinstance(h, HostConfig) else HostConfig(**h) for h in hosts]
+    return cfg

@@ -1,0 +1,189 @@
+"""TaskFlow persistence in vmflow's own tables (``flow_runs``, ``flow_steps``).
+
+TaskFlow's bundled SQLAlchemy backend stores logbooks, flow details and atom
+details in generic tables, rewrites whole flow details and grows slower as a
+shared logbook grows (see docs/benchmarks.md).  This backend stores exactly what
+a flow run needs: one row per run (with the operation, instance, request id and
+the factory arguments that rebuild the graph) and one row per atom, updated by a
+single UPDATE on each state change.  The same rows are what the API and the
+dashboard show an operator: one source of truth for "what is this operation
+doing".
+
+Each flow run is its own logbook (book uuid == flow uuid).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select, update
+from taskflow import exceptions as tf_exc
+from taskflow import states as tf_states
+from taskflow.persistence import base, models
+
+from vmflow.db.models import FlowRun, FlowStep, utcnow
+from vmflow.db.session import Database
+
+_FINISHED = {tf_states.SUCCESS, tf_states.FAILURE, tf_states.REVERTED, tf_states.REVERT_FAILURE}
+
+
+def _jsonable(value: Any) -> Any:
+    """Atom results and failures as plain JSON (anything else becomes its text)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _kind(atom_detail: models.AtomDetail) -> str:
+    return models.atom_detail_type(atom_detail)
+
+
+def _atom_from_row(row: FlowStep) -> models.AtomDetail:
+    return models.atom_detail_class(row.kind).from_dict(dict(row.detail))
+
+
+class FlowStore(base.Backend):
+    """A TaskFlow persistence backend over :class:`vmflow.db.session.Database`."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__({})
+        self.db = db
+
+    def get_connection(self) -> "_Connection":
+        return _Connection(self)
+
+    def close(self) -> None:
+        """Nothing to close: the database's engines belong to the service."""
+
+    # -- vmflow's own entry points ------------------------------------------------
+
+    def create_run(self, *, name: str, operation: str, request_id: str,
+                   instance_uuid: str | None, params: dict[str, Any],
+                   flow_uuid: str | None = None) -> models.FlowDetail:
+        """Record a new flow run and return its (empty) TaskFlow flow detail."""
+        detail = models.FlowDetail(name, uuid=flow_uuid or str(uuid.uuid4()))
+        with self.db.write() as session:
+            session.add(FlowRun(id=detail.uuid, name=name, operation=operation,
+                                instance_uuid=instance_uuid, request_id=request_id,
+                                state=detail.state, params=_jsonable(params), meta={}))
+        return detail
+
+    def run_row(self, flow_uuid: str) -> FlowRun | None:
+        with self.db.read() as session:
+            return session.get(FlowRun, flow_uuid)
+
+
+class _Connection(base.Connection):
+    def __init__(self, store: FlowStore) -> None:
+        self._store = store
+        self._db = store.db
+
+    @property
+    def backend(self) -> FlowStore:
+        return self._store
+
+    def close(self) -> None:
+        """Sessions are per call; nothing is held between calls."""
+
+    def upgrade(self) -> None:
+        """The schema belongs to vmflow's Alembic migrations (`vmflow db upgrade`)."""
+
+    def validate(self) -> None:
+        with self._db.read() as session:
+            session.execute(select(1))
+
+    def clear_all(self) -> None:
+        raise NotImplementedError("flow runs are deleted one by one (destroy_logbook)")
+
+    # -- writes -------------------------------------------------------------------
+
+    def update_atom_details(self, atom_detail: models.AtomDetail) -> models.AtomDetail:
+        now = utcnow()
+        values: dict[str, Any] = {
+            "state": atom_detail.state, "intention": atom_detail.intention,
+            "detail": _jsonable(atom_detail.to_dict()), "updated_at": now,
+        }
+        if atom_detail.state == tf_states.RUNNING:
+            values.update(started_at=now, finished_at=None)
+        elif atom_detail.state in _FINISHED:
+            values["finished_at"] = now
+        elif atom_detail.state == tf_states.PENDING:
+            values.update(started_at=None, finished_at=None)
+        with self._db.write() as session:
+            found = session.execute(update(FlowStep).where(FlowStep.id == atom_detail.uuid)
+                                    .values(**values)
+                                    .execution_options(synchronize_session=False)).rowcount
+        if not found:
+            raise tf_exc.NotFound(f"no atom detail {atom_detail.uuid}")
+        return atom_detail
+
+    def update_flow_details(self, flow_detail: models.FlowDetail,
+                            ignore_missing: bool = False) -> models.FlowDetail:
+        with self._db.write() as session:
+            run = session.get(FlowRun, flow_detail.uuid)
+            if run is None:
+                if ignore_missing:
+                    return flow_detail
+                raise tf_exc.NotFound(f"no flow detail {flow_detail.uuid}")
+            run.state = flow_detail.state
+            run.meta = _jsonable(dict(flow_detail.meta or {}))
+            run.updated_at = utcnow()
+            known = set(session.scalars(select(FlowStep.id).where(
+                FlowStep.flow_id == flow_detail.uuid)))
+            for atom in flow_detail:
+                if atom.uuid not in known:
+                    session.add(FlowStep(id=atom.uuid, flow_id=flow_detail.uuid, name=atom.name,
+                                         kind=_kind(atom), state=atom.state,
+                                         intention=atom.intention,
+                                         detail=_jsonable(atom.to_dict())))
+        return flow_detail
+
+    def save_logbook(self, book: models.LogBook) -> models.LogBook:
+        for flow_detail in book:
+            self.update_flow_details(flow_detail)
+        return book
+
+    def destroy_logbook(self, book_uuid: str) -> None:
+        with self._db.write() as session:
+            session.query(FlowStep).filter(FlowStep.flow_id == book_uuid).delete()
+            session.query(FlowRun).filter(FlowRun.id == book_uuid).delete()
+
+    # -- reads --------------------------------------------------------------------
+
+    def get_flow_details(self, fd_uuid: str, lazy: bool = False) -> models.FlowDetail:
+        with self._db.read() as session:
+            run = session.get(FlowRun, fd_uuid)
+            if run is None:
+                raise tf_exc.NotFound(f"no flow detail {fd_uuid}")
+            detail = models.FlowDetail(run.name, uuid=run.id)
+            detail.state = run.state
+            detail.meta = dict(run.meta or {})
+            if not lazy:
+                for row in session.scalars(select(FlowStep).where(FlowStep.flow_id == fd_uuid)):
+                    detail.add(_atom_from_row(row))
+            return detail
+
+    def get_atom_details(self, ad_uuid: str) -> models.AtomDetail:
+        with self._db.read() as session:
+            row = session.get(FlowStep, ad_uuid)
+            if row is None:
+                raise tf_exc.NotFound(f"no atom detail {ad_uuid}")
+            return _atom_from_row(row)
+
+    def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[models.AtomDetail]:
+        yield from self.get_flow_details(fd_uuid)
+
+    def get_logbook(self, book_uuid: str, lazy: bool = False) -> models.LogBook:
+        book = models.LogBook(book_uuid, uuid=book_uuid)
+        book.add(self.get_flow_details(book_uuid, lazy=lazy))
+        return book
+
+    def get_logbooks(self, lazy: bool = False) -> Iterator[models.LogBook]:
+        with self._db.read() as session:
+            ids = list(session.scalars(select(FlowRun.id)))
+        for flow_uuid in ids:
+            yield self.get_logbook(flow_uuid, lazy=lazy)
+
+    def get_flows_for_book(self, book_uuid: str) -> Iterator[models.FlowDetail]:
+        yield self.get_flow_details(book_uuid)

@@ -1,0 +1,106 @@
+"""Instance rows: creation, compare-and-swap state changes, faults, soft delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from vmflow import exception
+from vmflow.db.models import Instance, InstanceFault, utcnow
+from vmflow.states import vm_states
+
+_ANY = object()
+
+
+def get(session: Session, instance_uuid: str, *, project_id: str | None = None,
+        include_deleted: bool = False) -> Instance:
+    row = session.get(Instance, instance_uuid)
+    if (row is None or (row.deleted and not include_deleted)
+            or (project_id is not None and row.project_id != project_id)):
+        raise exception.InstanceNotFound(instance_id=instance_uuid)
+    return row
+
+
+def list_(session: Session, *, project_id: str | None = None, name: str | None = None,
+          limit: int | None = None) -> list[Instance]:
+    query = select(Instance).where(Instance.deleted.is_(False))
+    if project_id is not None:
+        query = query.where(Instance.project_id == project_id)
+    if name:
+        query = query.where(Instance.name == name)
+    query = query.order_by(Instance.created_at.desc(), Instance.uuid)
+    if limit:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def count_usage(session: Session, project_id: str) -> dict[str, int]:
+    """Instances, cores and RAM a project holds (live instances only)."""
+    rows = session.execute(
+        select(Instance.flavor).where(Instance.project_id == project_id,
+                                      Instance.deleted.is_(False))
+    ).scalars().all()
+    return {
+        "instances": len(rows),
+        "cores": sum(int(f.get("vcpus", 0)) for f in rows),
+        "ram": sum(int(f.get("memory_mb", 0)) for f in rows),
+    }
+
+
+def update_if(session: Session, instance_uuid: str, values: dict[str, Any], *,
+              expected_task_state: Any = _ANY, expected_vm_state: Any = _ANY) -> bool:
+    """Update the instance only if it is in the expected state; True on success.
+
+    This is the compare-and-swap every state change goes through: one UPDATE
+    whose WHERE clause carries the expectation, and its row count the verdict.
+    ``expected_*`` accepts a value, None, or an iterable of values.
+    """
+    query = update(Instance).where(Instance.uuid == instance_uuid,
+                                   Instance.deleted.is_(False))
+    for column, expected in ((Instance.task_state, expected_task_state),
+                             (Instance.vm_state, expected_vm_state)):
+        if expected is _ANY:
+            continue
+        if isinstance(expected, (list, tuple, set, frozenset)):
+            options = list(expected)
+            clause = column.in_([o for o in options if o is not None])
+            if None in options:
+                clause = clause | column.is_(None)
+            query = query.where(clause)
+        elif expected is None:
+            query = query.where(column.is_(None))
+        else:
+            query = query.where(column == expected)
+    values = dict(values)
+    values.setdefault("updated_at", utcnow())
+    result = session.execute(query.values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def add_fault(session: Session, instance_uuid: str, *, code: int, message: str,
+              details: str = "", host: str | None = None) -> None:
+    session.add(InstanceFault(instance_uuid=instance_uuid, code=code, message=message[:255],
+                              details=details, host=host))
+
+
+def latest_faults(session: Session, uuids: Iterable[str]) -> dict[str, InstanceFault]:
+    uuids = list(uuids)
+    if not uuids:
+        return {}
+    newest = (select(InstanceFault.instance_uuid, func.max(InstanceFault.id).label("id"))
+              .where(InstanceFault.instance_uuid.in_(uuids))
+              .group_by(InstanceFault.instance_uuid).subquery())
+    rows = session.scalars(select(InstanceFault).join(newest, InstanceFault.id == newest.c.id))
+    return {row.instance_uuid: row for row in rows}
+
+
+def mark_deleted(session: Session, instance_uuid: str) -> bool:
+    """Soft-delete: the row stays for usage records but disappears from the API."""
+    now = utcnow()
+    return update_if(session, instance_uuid, {
+        "vm_state": vm_states.DELETED, "task_state": None, "power_state": 0,
+        "deleted": True, "deleted_at": now, "terminated_at": now,
+    })

@@ -1,0 +1,208 @@
+"""Tables.  One class per table; behaviour lives in the modules that use them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Flavor(Base):
+    __tablename__ = "flavors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flavorid: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    root_gb: Mapped[int] = mapped_column(Integer)
+    ephemeral_gb: Mapped[int] = mapped_column(Integer, default=0)
+    swap: Mapped[int] = mapped_column(Integer, default=0)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    extra_specs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(32), default="active")
+    visibility: Mapped[str] = mapped_column(String(32), default="public")
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    disk_format: Mapped[str] = mapped_column(String(32), default="qcow2")
+    container_format: Mapped[str] = mapped_column(String(32), default="bare")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    min_disk: Mapped[int] = mapped_column(Integer, default=0)
+    min_ram: Mapped[int] = mapped_column(Integer, default=0)
+    # Where the image store keeps the bits (a path under the data directory).
+    location: Mapped[str] = mapped_column(Text, default="")
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("binary", "host"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    binary: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(255), default="")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
+    report_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_seen_up: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ComputeNode(Base):
+    """A hypervisor's capacity, what is claimed on it, and its allocation ratios.
+
+    The ``*_used`` columns change only through claims (see ``vmflow.db.claims``),
+    each an atomic UPDATE guarded by the capacity, so concurrent schedulers can
+    never book more than the host has.
+    """
+
+    __tablename__ = "compute_nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255), unique=True)
+    hypervisor_hostname: Mapped[str] = mapped_column(String(255))
+    hypervisor_type: Mapped[str] = mapped_column(String(64))
+    hypervisor_version: Mapped[int] = mapped_column(Integer, default=0)
+    cpu_arch: Mapped[str] = mapped_column(String(32), default="x86_64")
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    local_gb: Mapped[int] = mapped_column(Integer)
+    vcpus_used: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb_used: Mapped[int] = mapped_column(Integer, default=0)
+    local_gb_used: Mapped[int] = mapped_column(Integer, default=0)
+    running_vms: Mapped[int] = mapped_column(Integer, default=0)
+    cpu_allocation_ratio: Mapped[float] = mapped_column(Float)
+    ram_allocation_ratio: Mapped[float] = mapped_column(Float)
+    disk_allocation_ratio: Mapped[float] = mapped_column(Float)
+    host_ip: Mapped[str] = mapped_column(String(64), default="127.0.0.1")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Allocation(Base):
+    """One instance's claim on one compute node (a row per (instance, host))."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (UniqueConstraint("instance_uuid", "host"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    host: Mapped[str] = mapped_column(ForeignKey("compute_nodes.host"))
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_gb: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    __table_args__ = (Index("ix_instances_project_deleted", "project_id", "deleted"),)
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(255))
+    flavor_id: Mapped[int] = mapped_column(ForeignKey("flavors.id"))
+    # The flavor as it was at boot (a flavor may be deleted later).
+    flavor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    image_ref: Mapped[str] = mapped_column(String(36))
+    vm_state: Mapped[str] = mapped_column(String(32))
+    task_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    power_state: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Hosts a build was already tried on, so a reschedule goes elsewhere.
+    tried_hosts: Mapped[list[Any]] = mapped_column(default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InstanceFault(Base):
+    __tablename__ = "instance_faults"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_uuid: Mapped[str] = mapped_column(ForeignKey("instances.uuid"), index=True)
+    code: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text, default="")
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FlowRun(Base):
+    """One run of an operation's flow (a TaskFlow flow detail), and who drives it."""
+
+    __tablename__ = "flow_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    operation: Mapped[str] = mapped_column(String(64))
+    instance_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The factory arguments that rebuild the same graph on resume.
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class FlowStep(Base):
+    """One atom (task or retry) of a flow run, as TaskFlow's atom detail."""
+
+    __tablename__ = "flow_steps"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    intention: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The whole atom detail as TaskFlow serializes it (results, failure, ...).
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,86 @@
+"""Errors that cross layers, each with the HTTP status the API answers with.
+
+``kind`` is the key of Nova's error body (``{"itemNotFound": {...}}``).
+"""
+
+from __future__ import annotations
+
+
+class VmflowError(Exception):
+    code = 500
+    kind = "computeFault"
+    message = "An unknown error occurred."
+
+    def __init__(self, message: str | None = None, **kwargs: object) -> None:
+        self.kwargs = kwargs
+        text = message or self.message
+        if kwargs:
+            text = text.format(**kwargs)
+        super().__init__(text)
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+
+class Invalid(VmflowError):
+    code = 400
+    kind = "badRequest"
+    message = "Invalid request."
+
+
+class NotFound(VmflowError):
+    code = 404
+    kind = "itemNotFound"
+    message = "Resource could not be found."
+
+
+class InstanceNotFound(NotFound):
+    message = "Instance {instance_id} could not be found."
+
+
+class FlavorNotFound(NotFound):
+    message = "Flavor {flavor_id} could not be found."
+
+
+class ImageNotFound(NotFound):
+    message = "Image {image_id} could not be found."
+
+
+class Conflict(VmflowError):
+    code = 409
+    kind = "conflictingRequest"
+    message = "There was a conflict when trying to complete your request."
+
+
+class InstanceInvalidState(Conflict):
+    message = ("Cannot '{action}' instance {instance_id} while it is in "
+               "vm_state {vm_state} and task_state {task_state}.")
+
+
+class InstanceGone(Conflict):
+    """The instance changed under a running operation (deleted, or taken over)."""
+
+    message = "Instance {instance_id} is being deleted or is no longer in the expected state."
+
+
+class QuotaExceeded(VmflowError):
+    code = 403
+    kind = "forbidden"
+    message = "Quota exceeded for {resource}: requested {requested}, but already used {used} of {limit} {resource}."
+
+
+class NoValidHost(VmflowError):
+    code = 500
+    kind = "computeFault"
+    message = "No valid host was found. {reason}"
+
+
+class HypervisorError(VmflowError):
+    """A compute host failed to carry out a step."""
+
+    message = "Compute host {host} failed during {step}: {reason}"
+
+
+class ComputeUnavailable(VmflowError):
+    message = "Compute host {host} did not answer {step} within {timeout} seconds."

@@ -1,0 +1,28 @@
+"""The API's ``status`` derived from vm_state and task_state, as Nova shows it."""
+
+from __future__ import annotations
+
+from vmflow.states import task_states, vm_states
+
+# vm_state -> {task_state or "default": status}
+_STATUS = {
+    vm_states.ACTIVE: {"default": "ACTIVE", task_states.DELETING: "ACTIVE"},
+    vm_states.BUILDING: {"default": "BUILD"},
+    vm_states.PAUSED: {"default": "PAUSED"},
+    vm_states.SUSPENDED: {"default": "SUSPENDED"},
+    vm_states.STOPPED: {"default": "SHUTOFF"},
+    vm_states.RESCUED: {"default": "RESCUE"},
+    vm_states.RESIZED: {"default": "VERIFY_RESIZE"},
+    vm_states.SHELVED: {"default": "SHELVED"},
+    vm_states.SHELVED_OFFLOADED: {"default": "SHELVED_OFFLOADED"},
+    vm_states.DELETED: {"default": "DELETED"},
+    vm_states.ERROR: {"default": "ERROR"},
+}
+
+
+def status_of(vm_state: str, task_state: str | None) -> str:
+    """Return the API status for a (vm_state, task_state) pair."""
+    table = _STATUS.get(vm_state)
+    if table is None:
+        return "UNKNOWN"
+    return table.get(task_state or "default", table["default"])

@@ -1,0 +1,141 @@
+"""The compute service: one per host, the only code that touches a hypervisor.
+
+It never opens the database.  It learns what to do from messages on its host's
+routing key and tells the conductor what it has (resource reports, heartbeats)
+through the conductor's queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from virt.driver import ComputeDriver
+from virt.libvirt_driver import LibvirtDriver, simulated_host_uri
+from vmflow import exception
+from vmflow.config import Config, HostConfig
+from workers.rpc import COMPUTE_TASK
+
+LOG = logging.getLogger(__name__)
+
+REPORT_TASK = "vmflow.conductor.report_host"
+COMPUTE_BINARY = "vmflow-compute"
+
+
+class ComputeManager:
+    """The steps one host performs; each is idempotent (see ``virt.driver``)."""
+
+    STEPS = frozenset({"host_report", "prepare_image", "create_disk", "delete_disks", "define",
+                       "undefine", "power_on", "power_off", "power_state", "list_instances"})
+
+    def __init__(self, host: str, driver: ComputeDriver, inject_failure: str = "") -> None:
+        self.host = host
+        self.driver = driver
+        self._inject = inject_failure
+
+    def dispatch(self, method: str, kwargs: dict[str, Any]) -> Any:
+        if method not in self.STEPS:
+            raise exception.Invalid(f"unknown compute step {method!r}")
+        if self._inject in (method, "*"):
+            raise exception.HypervisorError(host=self.host, step=method,
+                                            reason="failure injected by configuration")
+        return getattr(self, method)(**kwargs)
+
+    def host_report(self) -> dict[str, Any]:
+        return self.driver.host_report()
+
+    def prepare_image(self, image: dict[str, Any]) -> str:
+        return self.driver.ensure_image_cached(image)
+
+    def create_disk(self, instance_uuid: str, image: dict[str, Any], root_gb: int) -> str:
+        return self.driver.create_disk(instance_uuid, image, root_gb)
+
+    def delete_disks(self, instance_uuid: str) -> bool:
+        return self.driver.delete_disks(instance_uuid)
+
+    def define(self, instance: dict[str, Any]) -> None:
+        self.driver.define(instance)
+
+    def undefine(self, instance_uuid: str) -> bool:
+        return self.driver.undefine(instance_uuid)
+
+    def power_on(self, instance_uuid: str) -> None:
+        self.driver.power_on(instance_uuid)
+
+    def power_off(self, instance_uuid: str) -> bool:
+        return self.driver.power_off(instance_uuid)
+
+    def power_state(self, instance_uuid: str) -> int:
+        return self.driver.power_state(instance_uuid)
+
+    def list_instances(self) -> list[str]:
+        return self.driver.list_instances()
+
+
+def make_driver(cfg: Config, host: HostConfig) -> LibvirtDriver:
+    state_dir = Path(cfg.data_dir) / "hosts" / host.name
+    uri = host.uri or simulated_host_uri(state_dir, vcpus=host.vcpus,
+                                         memory_mb=host.memory_mb, arch=host.arch)
+    return LibvirtDriver(host=host.name, uri=uri, state_dir=state_dir, disk_gb=host.disk_gb,
+                         hypervisor_type=host.hypervisor_type,
+                         hypervisor_version=host.hypervisor_version)
+
+
+class ComputeService:
+    """The hosts this process serves, their Celery task and their reports."""
+
+    def __init__(self, app: Celery, cfg: Config, hosts: list[HostConfig],
+                 report_interval: float = 10.0) -> None:
+        self.app = app
+        self.cfg = cfg
+        self.managers = {
+            h.name: ComputeManager(h.name, make_driver(cfg, h), cfg.inject_failures.get(h.name, ""))
+            for h in hosts
+        }
+        self._interval = report_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        register_compute_task(app, self.managers)
+
+    def report(self) -> None:
+        """Send each host's capacity to the conductor (also its heartbeat)."""
+        for host, manager in self.managers.items():
+            self.app.send_task(REPORT_TASK, args=[host, manager.host_report()])
+
+    def start(self) -> None:
+        self.report()
+        self._thread = threading.Thread(target=self._loop, name="compute-report", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.report()
+            except Exception:  # the broker may be away; try again next period
+                LOG.exception("resource report failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for manager in self.managers.values():
+            manager.driver.close()
+
+
+def register_compute_task(app: Celery, managers: dict[str, ComputeManager]) -> None:
+    # The backend is bound explicitly: Celery resolves an unbound task's backend
+    # per thread, and the threads of an in-process worker pool get none.
+    @app.task(name=COMPUTE_TASK, acks_late=True, backend=app.backend)
+    def compute_call(host: str, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        manager = managers.get(host)
+        if manager is None:
+            LOG.error("rejected %s for host %s: not served by this worker", method, host)
+            return {"ok": False, "error": f"host {host} is not served by this worker"}
+        try:
+            result = manager.dispatch(method, kwargs if isinstance(kwargs, dict) else {})
+        except Exception as err:
+            LOG.warning("compute step %s on %s failed: %s", method, host, err)
+            return {"ok": False, "error": f"{type(err).__name__}: {err}"}
+        return {"ok": True, "result": result}

@@ -1,0 +1,57 @@
+"""Real Celery workers running in threads of the current process.
+
+Used by the embedded mode (`vmflow up`) and by tests: the worker consumes real
+messages from the configured broker (the in-process ``memory://`` transport or
+Redis) with a thread pool; nothing runs eagerly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from celery.result import _set_task_join_will_block
+from celery.worker import WorkController
+
+LOG = logging.getLogger(__name__)
+
+
+class _Worker(WorkController):
+    def __init__(self, *args, ready: threading.Event, **kwargs) -> None:
+        self._ready = ready
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer) -> None:
+        super().on_consumer_ready(consumer)
+        self._ready.set()
+
+
+class ThreadedWorker:
+    """One Celery worker (its own consumer and thread pool) for some queues."""
+
+    def __init__(self, app: Celery, *, name: str, queues: list[str], concurrency: int) -> None:
+        self.app = app
+        self.name = name
+        self.queues = list(queues)
+        self._ready = threading.Event()
+        app.finalize()
+        self._worker = _Worker(
+            app=app, hostname=f"{name}@embedded", pool="threads", concurrency=concurrency,
+            queues=queues, loglevel="WARNING", ready_callback=None, without_heartbeat=True,
+            without_mingle=True, without_gossip=True, ready=self._ready,
+        )
+        self._thread = threading.Thread(target=self._worker.start, name=f"celery-{name}",
+                                        daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"Celery worker {self.name} did not start within {timeout}s")
+        # Flows wait for compute results inside a worker thread of this process.
+        _set_task_join_will_block(False)
+        LOG.info("celery worker %s consuming %s", self.name, ", ".join(self.queues))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._worker.stop(in_sighandler=False)
+        self._thread.join(timeout)
