@@ -67,9 +67,11 @@ class ComputeAPI:
         engine.atom_notifier.register(tf_states.SUCCESS, _suspend_after_admission)
         try:
             engine.run()
-        except Exception:
+        except Exception as err:
             # Refused at admission: nothing was created, so keep no trace.
             self.store.get_connection().destroy_logbook(detail.uuid)
+            if isinstance(err, (exception.FlavorNotFound, exception.ImageNotFound)):
+                raise exception.Invalid(str(err)) from None  # a bad reference: 400, as Nova
             raise
         if engine.storage.get_flow_state() != tf_states.SUSPENDED:
             raise RuntimeError(f"launch flow {detail.uuid} did not stop after admission")

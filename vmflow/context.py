@@ -46,3 +46,7 @@ class RequestContext:
     user_id: str
     is_admin: bool = False
     roles: tuple[str, ...] = ()
+
+
+def reset_request_id(token: contextvars.Token) -> None:
+    _request_id.reset(token)

@@ -1,0 +1,307 @@
+"""The `vmflow` command: run the services, and talk to the API.
+
+    vmflow up [--hosts N]                 embedded all-in-one cloud
+    vmflow api | conductor | compute ...  one service per process (distributed)
+    vmflow db upgrade                     apply schema migrations
+    vmflow server create|list|show|delete talk to a running API
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import requests
+
+from vmflow import config as config_mod
+from vmflow import log
+
+DEFAULT_URL = "http://127.0.0.1:8774"
+
+
+# -- services -------------------------------------------------------------------------
+
+def _load_config(args: argparse.Namespace, **overrides: Any) -> config_mod.Config:
+    overrides.update({k: getattr(args, k, None) for k in ("data_dir", "api_port", "api_host",
+                                                           "database_url")})
+    if getattr(args, "hosts", None) is not None:
+        overrides["host_count"] = args.hosts
+    return config_mod.load(args.config, **overrides)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+def _serve(cfg: config_mod.Config, flask_app, on_listen=None) -> None:
+    from werkzeug.serving import make_server
+
+    server = make_server(cfg.api_host, cfg.api_port, flask_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="api", daemon=True)
+    thread.start()
+    if on_listen:
+        on_listen()
+    try:
+        _wait_for_signal()
+    finally:
+        server.shutdown()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from vmflow.cloud import Cloud
+    from webapp import create_app
+
+    cfg = _load_config(args)
+    log.setup(cfg.log_level, cfg.log_dir, service="vmflow")
+    cloud = Cloud(cfg)
+    cloud.start()
+    app = create_app(cfg, db=cloud.db, celery_app=cloud.app)
+
+    def announce() -> None:
+        print(f"vmflow is up: API and dashboard at http://{cfg.api_host}:{cfg.api_port}/ "
+              f"({len(cloud.hosts)} simulated hosts, data in {cfg.data_dir})", flush=True)
+        print(f"  try: vmflow server create demo --flavor m1.tiny --image blank-qcow2 --wait",
+              flush=True)
+
+    try:
+        _serve(cfg, app, announce)
+    finally:
+        cloud.stop()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from vmflow.cloud import prepare_database
+    from webapp import create_app
+    from workers.celery_app import make_app
+
+    cfg = _load_config(args)
+    log.setup(cfg.log_level, cfg.log_dir, service="vmflow-api")
+    db = prepare_database(cfg)
+    app = create_app(cfg, db=db, celery_app=make_app(cfg))
+    _serve(cfg, app, lambda: print(f"vmflow API at http://{cfg.api_host}:{cfg.api_port}/",
+                                   flush=True))
+    return 0
+
+
+def cmd_conductor(args: argparse.Namespace) -> int:
+    from vmflow.cloud import Cloud
+
+    cfg = _load_config(args)
+    log.setup(cfg.log_level, cfg.log_dir, service="vmflow-conductor")
+    cloud = Cloud(cfg, run_compute=False)
+    cloud.start()
+    print("vmflow conductor running", flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        cloud.stop()
+    return 0
+
+
+def cmd_compute(args: argparse.Namespace) -> int:
+    from vmflow.cloud import Cloud
+
+    host = config_mod.HostConfig(name=args.host, uri=args.hypervisor or "", vcpus=args.vcpus,
+                                 memory_mb=args.memory_mb, disk_gb=args.disk_gb)
+    cfg = _load_config(args)
+    cfg.hosts = [host]
+    log.setup(cfg.log_level, cfg.log_dir, service=f"vmflow-compute-{args.host}")
+    cloud = Cloud(cfg, run_conductor=False)
+    cloud.start()
+    print(f"vmflow compute {args.host} running", flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        cloud.stop()
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from vmflow.db import migrate
+    from vmflow.db.session import Database
+
+    cfg = _load_config(args)
+    db = Database(cfg.database_url)
+    migrate.upgrade(db)
+    print(f"database at revision {migrate.current(db)}")
+    return 0
+
+
+# -- API client -----------------------------------------------------------------------
+
+class ApiError(Exception):
+    pass
+
+
+class Client:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/") + "/v2.1"
+        self.http = requests.Session()
+
+    def request(self, method: str, path: str, body: dict | None = None) -> Any:
+        response = self.http.request(method, self.url + path, json=body, timeout=30)
+        if response.status_code >= 400:
+            try:
+                payload = response.json()
+                (kind, err), = payload.items()
+                message = f"{err.get('message')} (HTTP {err.get('code')})"
+            except Exception:
+                message = f"HTTP {response.status_code}: {response.text[:200]}"
+            rid = response.headers.get("X-OpenStack-Request-Id", "-")
+            raise ApiError(f"{message} [request {rid}]")
+        return response.json() if response.content else None
+
+    def resolve_image(self, ref: str) -> str:
+        images = self.request("GET", f"/images?name={requests.utils.quote(ref)}")["images"]
+        return images[0]["id"] if images else ref
+
+
+def _print_server(server: dict) -> None:
+    keys = ["id", "name", "status", "OS-EXT-STS:vm_state", "OS-EXT-STS:task_state",
+            "OS-EXT-STS:power_state", "OS-EXT-SRV-ATTR:host", "flavor", "image", "created",
+            "updated", "tenant_id", "user_id", "fault"]
+    for key in keys:
+        if key in server:
+            value = server[key]
+            if isinstance(value, dict):
+                value = value.get("id", json.dumps(value))
+            print(f"{key:28} {value}")
+
+
+def _wait(client: Client, server_id: str, until_gone: bool, timeout: float) -> dict | None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            server = client.request("GET", f"/servers/{server_id}")["server"]
+        except ApiError as err:
+            if until_gone and "HTTP 404" in str(err):
+                print("deleted", flush=True)
+                return None
+            raise
+        step = (server["status"], server.get("OS-EXT-STS:task_state"))
+        if step != last:
+            print(f"  {server['status']:8} task_state={step[1]}", flush=True)
+            last = step
+        if not until_gone and server["status"] in ("ACTIVE", "ERROR"):
+            return server
+        time.sleep(0.2)
+    raise ApiError(f"timed out after {timeout:.0f}s waiting for server {server_id}")
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    client = Client(args.url)
+    try:
+        if args.action == "create":
+            body = {"server": {"name": args.name, "flavorRef": args.flavor,
+                               "imageRef": client.resolve_image(args.image)}}
+            server = client.request("POST", "/servers", body)["server"]
+            print(f"accepted {server['id']}", flush=True)
+            if args.wait:
+                server = _wait(client, server["id"], until_gone=False, timeout=args.timeout)
+                _print_server(server)
+                return 0 if server["status"] == "ACTIVE" else 1
+        elif args.action == "list":
+            servers = client.request("GET", "/servers/detail")["servers"]
+            print(f"{'ID':36}  {'NAME':20} {'STATUS':8} {'TASK':14} HOST")
+            for s in servers:
+                print(f"{s['id']:36}  {s['name'][:20]:20} {s['status']:8} "
+                      f"{str(s.get('OS-EXT-STS:task_state') or '-'):14} "
+                      f"{s.get('OS-EXT-SRV-ATTR:host') or '-'}")
+        elif args.action == "show":
+            _print_server(client.request("GET", f"/servers/{args.id}")["server"])
+        elif args.action == "delete":
+            client.request("DELETE", f"/servers/{args.id}")
+            print(f"delete of {args.id} accepted", flush=True)
+            if args.wait:
+                _wait(client, args.id, until_gone=True, timeout=args.timeout)
+    except ApiError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except requests.ConnectionError:
+        print(f"error: no vmflow API at {args.url} (is `vmflow up` running?)", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------
+
+def _service_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML configuration file (also VMFLOW_CONFIG)")
+    p.add_argument("--data-dir", dest="data_dir", help="where state is kept")
+    p.add_argument("--database-url", dest="database_url")
+    p.add_argument("--port", dest="api_port", type=int)
+    p.add_argument("--host", dest="api_host", help="address the API listens on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vmflow", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the embedded all-in-one cloud")
+    _service_args(up)
+    up.add_argument("--hosts", type=int, help="number of simulated compute hosts (default 4)")
+    up.set_defaults(func=cmd_up)
+
+    api = sub.add_parser("api", help="run the API service")
+    _service_args(api)
+    api.set_defaults(func=cmd_api)
+
+    cond = sub.add_parser("conductor", help="run a conductor")
+    _service_args(cond)
+    cond.set_defaults(func=cmd_conductor)
+
+    comp = sub.add_parser("compute", help="run the compute service of one host")
+    comp.add_argument("--config")
+    comp.add_argument("--data-dir", dest="data_dir")
+    comp.add_argument("--host", required=True, help="the host's name")
+    comp.add_argument("--hypervisor", help="libvirt URI (default: a simulated test host)")
+    comp.add_argument("--vcpus", type=int, default=16)
+    comp.add_argument("--memory-mb", dest="memory_mb", type=int, default=32768)
+    comp.add_argument("--disk-gb", dest="disk_gb", type=int, default=500)
+    comp.set_defaults(func=cmd_compute)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations")
+    _service_args(upgrade)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    server = sub.add_parser("server", help="manage servers through the API")
+    server.add_argument("--url", default=os.environ.get("VMFLOW_URL", DEFAULT_URL))
+    s_sub = server.add_subparsers(dest="action", required=True)
+    create = s_sub.add_parser("create")
+    create.add_argument("name")
+    create.add_argument("--flavor", required=True)
+    create.add_argument("--image", required=True, help="image name or id")
+    create.add_argument("--wait", action="store_true", help="wait until ACTIVE or ERROR")
+    create.add_argument("--timeout", type=float, default=300)
+    s_sub.add_parser("list")
+    show = s_sub.add_parser("show")
+    show.add_argument("id")
+    delete = s_sub.add_parser("delete")
+    delete.add_argument("id")
+    delete.add_argument("--wait", action="store_true", help="wait until it is gone")
+    delete.add_argument("--timeout", type=float, default=300)
+    server.set_defaults(func=cmd_server)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

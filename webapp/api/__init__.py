@@ -1,0 +1,16 @@
+"""Nova's compute API v2.1: request ids, errors, and the resource blueprints."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from webapp.api import errors, flavors, hypervisors, images, middleware, servers, services
+from webapp.api import versions
+
+
+def init_app(app: Flask) -> None:
+    middleware.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(versions.bp)
+    for module in (servers, flavors, images, hypervisors, services):
+        app.register_blueprint(module.bp, url_prefix="/v2.1")

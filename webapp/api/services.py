@@ -1,0 +1,21 @@
+"""/os-services: every service with its heartbeat-derived state."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from vmflow.db import hosts as hosts_db
+from webapp.api import common, views
+
+bp = Blueprint("services", __name__)
+
+
+@bp.get("/os-services")
+def index():
+    down_after = common.config().service_down_time
+    binary, host = request.args.get("binary"), request.args.get("host")
+    with common.db().read() as session:
+        rows = [s for s in hosts_db.list_services(session)
+                if (not binary or s.binary == binary) and (not host or s.host == host)]
+        return jsonify({"services": [views.service(s, hosts_db.is_up(s, down_after))
+                                     for s in rows]})
