@@ -144,13 +144,14 @@ class RescheduleRetry(retry.Retry):
 
     def on_failure(self, history: retry.History, *args: Any, **kwargs: Any) -> str:
         last = len(history) - 1
-        if history.caused_by(exception.InstanceGone, index=last):
-            return retry.REVERT
         host_failed = any(history.caused_by(cls, index=last) for cls in RESCHEDULABLE)
-        if host_failed and len(history) < self.max_attempts:
+        if (host_failed and len(history) < self.max_attempts
+                and not history.caused_by(exception.InstanceGone, index=last)):
             LOG.info("build attempt %d failed on its host; rescheduling", len(history))
             return retry.RETRY
-        return retry.REVERT
+        # Give up on the whole launch, so that create-instance-record's revert
+        # records the fault (REVERT would stop at this subflow's boundary).
+        return retry.REVERT_ALL
 
     def execute(self, history: retry.History, *args: Any, **kwargs: Any) -> int:
         return len(history) + 1

@@ -125,14 +125,13 @@ class ComputeService:
 
 
 def register_compute_task(app: Celery, managers: dict[str, ComputeManager]) -> None:
-    # The backend is bound explicitly: Celery resolves an unbound task's backend
-    # per thread, and the threads of an in-process worker pool get none.
-    @app.task(name=COMPUTE_TASK, acks_late=True, backend=app.backend)
+    @app.task(name=COMPUTE_TASK, acks_late=True, shared=False)
     def compute_call(host: str, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         manager = managers.get(host)
         if manager is None:
             LOG.error("rejected %s for host %s: not served by this worker", method, host)
             return {"ok": False, "error": f"host {host} is not served by this worker"}
+        LOG.info("compute step %s on %s", method, host)
         try:
             result = manager.dispatch(method, kwargs if isinstance(kwargs, dict) else {})
         except Exception as err:

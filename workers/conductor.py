@@ -55,11 +55,11 @@ class Conductor:
     def _register_tasks(self) -> None:
         conductor = self
 
-        @self.app.task(name=RUN_FLOW_TASK, acks_late=True, ignore_result=True)
+        @self.app.task(name=RUN_FLOW_TASK, acks_late=True, ignore_result=True, shared=False)
         def run_flow(flow_id: str) -> str | None:
             return conductor.run_flow(flow_id)
 
-        @self.app.task(name=REPORT_TASK, acks_late=True, ignore_result=True)
+        @self.app.task(name=REPORT_TASK, acks_late=True, ignore_result=True, shared=False)
         def report_host(host: str, report: dict) -> None:
             conductor.report_host(host, report)
 

@@ -10,11 +10,29 @@ from __future__ import annotations
 import logging
 import threading
 
+from concurrent.futures import ThreadPoolExecutor
+
 from celery import Celery
+from celery.concurrency import thread
 from celery.result import _set_task_join_will_block
 from celery.worker import WorkController
 
 LOG = logging.getLogger(__name__)
+
+
+class _AppThreadPool(thread.TaskPool):
+    """Celery's thread pool, with this worker's app current in every thread.
+
+    Celery finds the app of a message through ``current_app``, which is per
+    thread; the stock pool's threads would fall back to the process's default
+    app, which knows none of this worker's tasks.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.executor.shutdown(wait=False)
+        self.executor = ThreadPoolExecutor(max_workers=self.limit,
+                                           initializer=self.app.set_current)
 
 
 class _Worker(WorkController):
@@ -37,7 +55,8 @@ class ThreadedWorker:
         self._ready = threading.Event()
         app.finalize()
         self._worker = _Worker(
-            app=app, hostname=f"{name}@embedded", pool="threads", concurrency=concurrency,
+            app=app, hostname=f"{name}@embedded", pool_cls=_AppThreadPool,
+            concurrency=concurrency,
             queues=queues, loglevel="WARNING", ready_callback=None, without_heartbeat=True,
             without_mingle=True, without_gossip=True, ready=self._ready,
         )

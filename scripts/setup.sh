@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# One-command setup for a fresh Debian 12 machine (Python 3.11):
+#   system packages (apt) + a virtualenv with vmflow installed editable, with test extras.
+# Idempotent: safe to re-run.  It does NOT start vmflow; afterwards run e.g.
+#   .venv/bin/vmflow up
+# Environment:
+#   VMFLOW_VENV        virtualenv path (default: .venv in the repo root)
+#   VMFLOW_FORCE_APT=1 run apt-get update/install even if every package is installed
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# -- root or sudo -----------------------------------------------------------------------
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    die "not root and sudo is not available: run as root or install sudo"
+fi
+
+# -- system packages --------------------------------------------------------------------
+# Build deps for libvirt-python / psycopg, qemu-img, and the services the tests use.
+APT_PACKAGES=(libvirt-dev pkg-config gcc python3-dev python3-venv qemu-utils
+              redis-server postgresql)
+# libvirt-daemon only for libvirt's driver libraries; without --no-install-recommends it
+# drags in qemu-system and ~170 other packages the test driver does not need.
+APT_PACKAGES_NO_RECOMMENDS=(libvirt-daemon)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}" "${APT_PACKAGES_NO_RECOMMENDS[@]}"; do
+    status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
+    [ "${status:0:2}" = "ii" ] || missing+=("$pkg")
+done
+
+apt_get() {
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -q -y -o DPkg::Lock::Timeout=300 "$@"
+}
+
+if [ "${#missing[@]}" -eq 0 ] && [ "${VMFLOW_FORCE_APT:-0}" != "1" ]; then
+    say "system packages already installed"
+else
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script targets Debian 12"
+    say "apt-get update"
+    apt_get update
+    say "installing system packages: ${APT_PACKAGES[*]}"
+    apt_get install "${APT_PACKAGES[@]}"
+    say "installing system packages (no recommends): ${APT_PACKAGES_NO_RECOMMENDS[*]}"
+    apt_get install --no-install-recommends "${APT_PACKAGES_NO_RECOMMENDS[@]}"
+fi
+
+# -- virtualenv -------------------------------------------------------------------------
+VENV="${VMFLOW_VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+
+if command -v python3.11 >/dev/null 2>&1; then
+    PYTHON=python3.11
+elif command -v python3 >/dev/null 2>&1; then
+    PYTHON=python3
+else
+    die "neither python3.11 nor python3 found"
+fi
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$PYTHON is $("$PYTHON" -V 2>&1); vmflow needs Python >= 3.11"
+
+venv_ok() {
+    [ -x "$VENV/bin/python" ] &&
+        "$VENV/bin/python" -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' \
+            >/dev/null 2>&1
+}
+
+if venv_ok; then
+    say "reusing virtualenv $VENV ($("$VENV/bin/python" -V 2>&1))"
+else
+    say "creating virtualenv $VENV with $PYTHON ($("$PYTHON" -V 2>&1))"
+    "$PYTHON" -m venv --clear "$VENV"
+fi
+
+export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+say "upgrading pip"
+"$VENV/bin/python" -m pip install -q --progress-bar off --upgrade pip
+say "installing vmflow (editable, with test extras)"
+"$VENV/bin/python" -m pip install -q --progress-bar off -e '.[test]'
+
+"$VENV/bin/vmflow" --help >/dev/null || die "vmflow was installed but '$VENV/bin/vmflow --help' fails"
+say "done: $VENV/bin/vmflow is ready (start it with: $VENV/bin/vmflow up)"
