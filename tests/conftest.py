@@ -133,7 +133,8 @@ class Api:
 class Running:
     """An embedded cloud plus its API on a loopback port."""
 
-    def __init__(self, cfg: config_mod.Config, database: Database | None = None) -> None:
+    def __init__(self, cfg: config_mod.Config, database: Database | None = None,
+                 run_compute: bool = True) -> None:
         from werkzeug.serving import make_server
 
         from vmflow.cloud import Cloud, prepare_database
@@ -146,7 +147,7 @@ class Running:
         else:
             with db.write() as session:
                 catalog.seed_defaults(session, cfg.data_dir / "images")
-        self.cloud = Cloud(cfg, db=db)
+        self.cloud = Cloud(cfg, db=db, run_compute=run_compute)
         self.cloud.start()
         self.app = create_app(cfg, db=db, celery_app=self.cloud.app)
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
@@ -162,8 +163,11 @@ class Running:
         return self.cloud.compute.managers[host].driver
 
     def stop(self) -> None:
+        if self.cloud is None:
+            return
         self.server.shutdown()
         self.cloud.stop()
+        self.cloud = None
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> config_mod.Config:
@@ -179,8 +183,9 @@ def cloud_factory(tmp_path: Path):
     """Start embedded clouds with given settings; all are stopped afterwards."""
     started: list[Running] = []
 
-    def start(database: Database | None = None, **overrides: Any) -> Running:
-        running = Running(make_config(tmp_path, **overrides), database)
+    def start(database: Database | None = None, run_compute: bool = True,
+              **overrides: Any) -> Running:
+        running = Running(make_config(tmp_path, **overrides), database, run_compute)
         started.append(running)
         return running
 

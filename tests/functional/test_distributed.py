@@ -1,0 +1,113 @@
+"""A real Redis broker, and compute workers as separate `vmflow compute` processes.
+
+The conductor and the API run in the test process; each compute host is its own
+OS process that consumes only its host's queue and holds no database settings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+REDIS_URL = os.environ.get("VMFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """The Redis of scripts/services.sh, or one started here when none runs."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        yield REDIS_URL
+        return
+    except redis.RedisError:
+        pass
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail(f"no Redis at {REDIS_URL} and no redis-server to start; "
+                    "run `bash scripts/services.sh`")
+    port = _free_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+                            stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _start_compute(host: str, data_dir: Path, log_dir: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vmflow.cli", "compute", "--host", host,
+         "--data-dir", str(data_dir), "--vcpus", "8"],
+        env={**env, "VMFLOW_LOG_DIR": str(log_dir)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+
+
+def test_compute_workers_as_separate_processes_over_redis(cloud_factory, redis_url, tmp_path):
+    running = cloud_factory(run_compute=False, broker_url=redis_url, result_backend=redis_url,
+                            report_interval=1.0)
+    prefix = running.cfg.queue_prefix
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
+    env.update(VMFLOW_BROKER_URL=redis_url, VMFLOW_RESULT_BACKEND=redis_url,
+               VMFLOW_QUEUE_PREFIX=prefix, VMFLOW_REPORT_INTERVAL="1")
+    compute_dir, log_dir = tmp_path / "compute-data", tmp_path / "logs"
+    procs = [_start_compute(h, compute_dir, log_dir, env) for h in ("compute-1", "compute-2")]
+    try:
+        api = running.api
+        deadline = time.monotonic() + 60
+        while len(api.get("/v2.1/os-hypervisors").json()["hypervisors"]) < 2:
+            assert time.monotonic() < deadline, "compute processes never reported"
+            assert all(p.poll() is None for p in procs), "a compute process died"
+            time.sleep(0.1)
+
+        created = [api.create(f"dist-{i}") for i in range(4)]
+        ids = [r.json()["server"]["id"] for r in created]
+        servers = [api.wait_status(i) for i in ids]
+        assert [s["status"] for s in servers] == ["ACTIVE"] * 4
+        assert {s["OS-EXT-SRV-ATTR:host"] for s in servers} == {"compute-1", "compute-2"}
+        stats = api.get("/v2.1/os-hypervisors/statistics").json()["hypervisor_statistics"]
+        assert stats["running_vms"] == 4 and stats["vcpus_used"] == 4
+
+        # The request id of the create is in the compute process's own log.
+        first = servers[0]
+        log = (log_dir / f"vmflow-compute-{first['OS-EXT-SRV-ATTR:host']}.log").read_text()
+        rid = created[0].headers["X-OpenStack-Request-Id"]
+        assert f"[{rid}] compute step define on {first['OS-EXT-SRV-ATTR:host']}" in log
+
+        for server_id in ids:
+            assert api.delete(f"/v2.1/servers/{server_id}").status_code == 204
+        for server_id in ids:
+            api.wait_gone(server_id)
+        stats = api.get("/v2.1/os-hypervisors/statistics").json()["hypervisor_statistics"]
+        assert stats["running_vms"] == 0 and stats["vcpus_used"] == 0
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(20)
+    # Compute processes never opened a database.
+    assert not list(compute_dir.rglob("*.db"))
+    assert all(p.returncode == 0 for p in procs)
