@@ -7,7 +7,8 @@ the conductor's job, so factories must be deterministic in their arguments.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from taskflow.flow import Flow
 

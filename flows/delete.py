@@ -22,7 +22,7 @@ from typing import Any
 
 from taskflow.patterns import graph_flow
 
-from flows.base import Services, VmTask, failed, first_failure, fault_from
+from flows.base import Services, VmTask, failed, fault_from, first_failure
 from vmflow.db import claims
 from vmflow.db import instances as instances_db
 from vmflow.db.models import Instance

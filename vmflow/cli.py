@@ -68,9 +68,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     app = create_app(cfg, db=cloud.db, celery_app=cloud.app)
 
     def announce() -> None:
-        print(f"vmflow is up: API and dashboard at http://{cfg.api_host}:{cfg.api_port}/ "
+        print(f"vmflow is up: compute API at http://{cfg.api_host}:{cfg.api_port}/v2.1 "
               f"({len(cloud.hosts)} simulated hosts, data in {cfg.data_dir})", flush=True)
-        print(f"  try: vmflow server create demo --flavor m1.tiny --image blank-qcow2 --wait",
+        print("  try: vmflow server create demo --flavor m1.tiny --image blank-qcow2 --wait",
               flush=True)
 
     try:

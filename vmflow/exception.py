@@ -67,7 +67,8 @@ class InstanceGone(Conflict):
 class QuotaExceeded(VmflowError):
     code = 403
     kind = "forbidden"
-    message = "Quota exceeded for {resource}: requested {requested}, but already used {used} of {limit} {resource}."
+    message = ("Quota exceeded for {resource}: requested {requested}, but already used "
+               "{used} of {limit} {resource}.")
 
 
 class NoValidHost(VmflowError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import Celery

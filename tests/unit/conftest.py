@@ -14,7 +14,8 @@ from scheduler.host_state import HostStateCache
 from scheduler.manager import Scheduler
 from vmflow import config as config_mod
 from vmflow import exception
-from vmflow.db import catalog, hosts as hosts_db
+from vmflow.db import catalog
+from vmflow.db import hosts as hosts_db
 from workers.compute import ComputeManager, make_driver
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import uuid
 
-from vmflow.db import claims, hosts as hosts_db
+from vmflow.db import claims
+from vmflow.db import hosts as hosts_db
 from vmflow.db.models import ComputeNode
 
 TINY = claims.Resources(vcpus=1, memory_mb=512, disk_gb=1)

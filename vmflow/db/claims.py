@@ -26,7 +26,7 @@ class Resources:
     disk_gb: int
 
     @classmethod
-    def of_flavor(cls, flavor: dict) -> "Resources":
+    def of_flavor(cls, flavor: dict) -> Resources:
         return cls(vcpus=int(flavor["vcpus"]), memory_mb=int(flavor["memory_mb"]),
                    disk_gb=int(flavor["root_gb"]) + int(flavor.get("ephemeral_gb", 0)))
 

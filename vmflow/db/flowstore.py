@@ -50,7 +50,7 @@ class FlowStore(base.Backend):
         super().__init__({})
         self.db = db
 
-    def get_connection(self) -> "_Connection":
+    def get_connection(self) -> _Connection:
         return _Connection(self)
 
     def close(self) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from webapp.api import errors, flavors, hypervisors, images, middleware, servers, services
-from webapp.api import versions
+from webapp.api import errors, flavors, hypervisors, images, middleware, servers, services, versions
 
 
 def init_app(app: Flask) -> None:
