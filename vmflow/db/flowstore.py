@@ -14,7 +14,6 @@ Each flow run is its own logbook (book uuid == flow uuid).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,11 +27,6 @@ from vmflow.db.models import FlowRun, FlowStep, utcnow
 from vmflow.db.session import Database
 
 _FINISHED = {tf_states.SUCCESS, tf_states.FAILURE, tf_states.REVERTED, tf_states.REVERT_FAILURE}
-
-
-def _jsonable(value: Any) -> Any:
-    """Atom results and failures as plain JSON (anything else becomes its text)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def _kind(atom_detail: models.AtomDetail) -> str:
@@ -66,7 +60,7 @@ class FlowStore(base.Backend):
         with self.db.write() as session:
             session.add(FlowRun(id=detail.uuid, name=name, operation=operation,
                                 instance_uuid=instance_uuid, request_id=request_id,
-                                state=detail.state, params=_jsonable(params), meta={}))
+                                state=detail.state, params=dict(params), meta={}))
         return detail
 
     def run_row(self, flow_uuid: str) -> FlowRun | None:
@@ -102,7 +96,7 @@ class _Connection(base.Connection):
         now = utcnow()
         values: dict[str, Any] = {
             "state": atom_detail.state, "intention": atom_detail.intention,
-            "detail": _jsonable(atom_detail.to_dict()), "updated_at": now,
+            "detail": atom_detail.to_dict(), "updated_at": now,
         }
         if atom_detail.state == tf_states.RUNNING:
             values.update(started_at=now, finished_at=None)
@@ -127,7 +121,7 @@ class _Connection(base.Connection):
                     return flow_detail
                 raise tf_exc.NotFound(f"no flow detail {flow_detail.uuid}")
             run.state = flow_detail.state
-            run.meta = _jsonable(dict(flow_detail.meta or {}))
+            run.meta = dict(flow_detail.meta or {})
             run.updated_at = utcnow()
             known = set(session.scalars(select(FlowStep.id).where(
                 FlowStep.flow_id == flow_detail.uuid)))
@@ -136,7 +130,7 @@ class _Connection(base.Connection):
                     session.add(FlowStep(id=atom.uuid, flow_id=flow_detail.uuid, name=atom.name,
                                          kind=_kind(atom), state=atom.state,
                                          intention=atom.intention,
-                                         detail=_jsonable(atom.to_dict())))
+                                         detail=atom.to_dict()))
         return flow_detail
 
     def save_logbook(self, book: models.LogBook) -> models.LogBook:

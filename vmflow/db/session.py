@@ -4,11 +4,19 @@
 (``BEGIN IMMEDIATE`` on SQLite, so a transaction never has to upgrade a read
 lock and fail with "database is locked"); ``Database.read()`` opens a read-only
 one that never blocks writers (WAL).  PostgreSQL needs neither trick.
+
+SQLite has one writer at a time, and a connection that finds the lock taken
+sleeps in SQLite's busy handler (1 ms, 2 ms, ... up to 100 ms per try) before it
+looks again.  Under many threads that turns into convoys of sleeping writers, so
+the writers of one process queue on a Python lock instead and SQLite's busy
+handler only arbitrates between processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +33,17 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _json(value: object) -> str:
+    """JSON for JSON columns; anything that is not JSON becomes its text."""
+    return json.dumps(value, default=str)
+
+
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
     path = url.split("sqlite:///", 1)[-1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=20,
-                           max_overflow=40)
+                           max_overflow=40, json_serializer=_json)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # pragma: no cover - driver hook
@@ -60,15 +73,16 @@ class Database:
             self.read_engine = _sqlite_engine(self.url, immediate=False)
         else:
             self.write_engine = create_engine(self.url, pool_size=20, max_overflow=40,
-                                              pool_pre_ping=True)
+                                              pool_pre_ping=True, json_serializer=_json)
             self.read_engine = self.write_engine
+        self._write_lock = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A session in a write transaction, committed on success."""
-        with self._write() as session, session.begin():
+        with self._write_lock, self._write() as session, session.begin():
             yield session
 
     @contextlib.contextmanager
