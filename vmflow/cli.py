@@ -107,39 +107,32 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_conductor(args: argparse.Namespace) -> int:
-    _tune_interpreter()
+def _run_service(cfg: config_mod.Config, service: str, **roles: bool) -> int:
+    """Run some of the cloud's services in this process until SIGINT/SIGTERM."""
     from vmflow.cloud import Cloud
 
-    cfg = _load_config(args)
-    log.setup(cfg.log_level, cfg.log_dir, service="vmflow-conductor")
-    cloud = Cloud(cfg, run_compute=False)
+    _tune_interpreter()
+    log.setup(cfg.log_level, cfg.log_dir, service=service)
+    cloud = Cloud(cfg, **roles)
     cloud.start()
-    print("vmflow conductor running", flush=True)
+    print(f"{service} running", flush=True)
     try:
         _wait_for_signal()
     finally:
         cloud.stop()
     return 0
+
+
+def cmd_conductor(args: argparse.Namespace) -> int:
+    return _run_service(_load_config(args), "vmflow-conductor", run_compute=False)
 
 
 def cmd_compute(args: argparse.Namespace) -> int:
-    from vmflow.cloud import Cloud
-
-    _tune_interpreter()
-    host = config_mod.HostConfig(name=args.host, uri=args.hypervisor or "", vcpus=args.vcpus,
-                                 memory_mb=args.memory_mb, disk_gb=args.disk_gb)
     cfg = _load_config(args)
-    cfg.hosts = [host]
-    log.setup(cfg.log_level, cfg.log_dir, service=f"vmflow-compute-{args.host}")
-    cloud = Cloud(cfg, run_conductor=False)
-    cloud.start()
-    print(f"vmflow compute {args.host} running", flush=True)
-    try:
-        _wait_for_signal()
-    finally:
-        cloud.stop()
-    return 0
+    cfg.hosts = [config_mod.HostConfig(name=args.host, uri=args.hypervisor or "",
+                                       vcpus=args.vcpus, memory_mb=args.memory_mb,
+                                       disk_gb=args.disk_gb)]
+    return _run_service(cfg, f"vmflow-compute-{args.host}", run_conductor=False)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
