@@ -13,6 +13,7 @@ from scheduler.manager import Scheduler
 from vmflow import exception
 from vmflow.config import Config
 from vmflow.db import instances as instances_db
+from vmflow.db.models import Instance
 from vmflow.db.session import Database
 from vmflow.states import task_states, vm_states
 
@@ -66,7 +67,7 @@ def record_error(services: Services, instance_uuid: str, fail: tf_failure.Failur
     """Put the instance in ERROR with a fault (unless it is being deleted)."""
     code, message, details = fault_from(fail)
     with services.db.write() as session:
-        instance = session.get(instances_db.Instance, instance_uuid)
+        instance = session.get(Instance, instance_uuid)
         if instance is None or instance.deleted or instance.task_state == task_states.DELETING:
             return  # a delete owns the instance now; it must not come back as ERROR
         if not instances_db.update_if(session, instance_uuid,

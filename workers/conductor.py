@@ -13,7 +13,7 @@ import socket
 import threading
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 import flows
 from flows import engine as flow_engine
@@ -104,8 +104,8 @@ class Conductor:
     def resume_unfinished(self) -> int:
         """Enqueue every flow run that has not finished (after a restart)."""
         with self.db.read() as session:
-            ids = list(session.scalars(select(FlowRun.id).where(
-                FlowRun.state.not_in(list(flow_engine.FINISHED)))))
+            ids = list(session.scalars(select(FlowRun.id).where(or_(
+                FlowRun.state.is_(None), FlowRun.state.not_in(list(flow_engine.FINISHED))))))
         for flow_id in ids:
             self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
         if ids:

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 
 from vmflow import exception
 from vmflow.db import instances as instances_db
-from vmflow.states import status_of
+from vmflow.states import status_of, vm_states
 from webapp.api import common, validation, views
 
 bp = Blueprint("servers", __name__)
@@ -116,7 +116,8 @@ def _listed(detail: bool):
                 raise exception.Invalid(f"marker [{marker}] not found")
             rows = rows[ids.index(marker) + 1:]
         rendered = []
-        faults = instances_db.latest_faults(session, [r.uuid for r in rows]) if detail else {}
+        faults = (instances_db.latest_faults(
+            session, [r.uuid for r in rows if r.vm_state == vm_states.ERROR]) if detail else {})
         for row in rows:
             if status and status_of(row.vm_state, row.task_state) != status.upper():
                 continue
@@ -148,7 +149,9 @@ def _owned(session, server_id: str):
 def show(server_id: str):
     with common.db().read() as session:
         instance = _owned(session, server_id)
-        fault = instances_db.latest_faults(session, [instance.uuid]).get(instance.uuid)
+        fault = None
+        if instance.vm_state == vm_states.ERROR:
+            fault = instances_db.latest_faults(session, [instance.uuid]).get(instance.uuid)
         return jsonify({"server": views.server(instance, fault,
                                                show_host=common.context().is_admin)})
 
