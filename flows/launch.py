@@ -24,14 +24,17 @@ import logging
 import time
 from typing import Any
 
+from sqlalchemy import delete, select
 from taskflow import retry
 from taskflow.patterns import graph_flow, linear_flow
 
 from flows.base import Services, VmTask, failed, first_failure, record_error
+from scheduler.request_spec import RequestSpec, ServerGroupInfo
 from vmflow import exception
+from vmflow.db import aggregates as aggregates_db
 from vmflow.db import catalog, claims
 from vmflow.db import instances as instances_db
-from vmflow.db.models import Instance, utcnow
+from vmflow.db.models import Instance, ServerGroup, ServerGroupMember, utcnow
 from vmflow.states import power_state, task_states, vm_states
 
 LOG = logging.getLogger(__name__)
@@ -114,10 +117,15 @@ class CreateInstanceRecord(VmTask):
                 availability_zone=request.get("availability_zone"),
                 metadata_=request.get("metadata") or {}, tried_hosts=[],
             ))
+            if request.get("group"):
+                session.add(ServerGroupMember(group_uuid=request["group"],
+                                              instance_uuid=instance_uuid))
         with self.svc.db.write() as session:
             usage = instances_db.count_usage(session, request["project_id"])
             problem = _quota_problem(self.svc.config, usage, flavor, extra=0)
             if problem:
+                session.execute(delete(ServerGroupMember).where(
+                    ServerGroupMember.instance_uuid == instance_uuid))
                 session.delete(session.get(Instance, instance_uuid))
         if problem:
             raise problem
@@ -161,26 +169,74 @@ class RescheduleRetry(retry.Retry):
 
 
 class SelectDestinations(VmTask):
-    """Ask the scheduler for hosts that fit, excluding hosts already tried.
+    """Ask the scheduler for hosts, best first, excluding hosts already tried.
+
+    Provides the candidates and the scheduler's decision (every filter's
+    rejections with reasons, the weights), persisted with this step so an
+    operator can read why the instance went where it went.
 
     Revert: nothing to undo (no side effect).
     """
 
-    default_provides = "candidates"
+    default_provides = ("candidates", "scheduling")
 
-    def execute(self, instance_uuid: str, flavor: dict[str, Any], attempt: int) -> list[str]:
+    def execute(self, instance_uuid: str, request: dict[str, Any], flavor: dict[str, Any],
+                image: dict[str, Any], attempt: int) -> tuple[list[str], dict[str, Any]]:
         with self.svc.db.read() as session:
-            tried = set(instances_db.get(session, instance_uuid).tried_hosts or [])
+            spec = request_spec(session, instance_uuid, request, flavor, image)
         LOG.info("scheduling attempt %d for %s (tried: %s)", attempt, instance_uuid,
-                 ", ".join(sorted(tried)) or "none")
-        return self.svc.scheduler.select(claims.Resources.of_flavor(flavor), exclude=tried)
+                 ", ".join(sorted(spec.tried_hosts)) or "none")
+        candidates, decision = self.svc.scheduler.select(spec)
+        return candidates, decision.to_dict()
+
+
+def request_spec(session, instance_uuid: str, request: dict[str, Any], flavor: dict[str, Any],
+                 image: dict[str, Any]) -> RequestSpec:
+    """What the scheduler needs to know of this request, read afresh each attempt."""
+    instance = instances_db.get(session, instance_uuid)
+    group = None
+    if request.get("group"):
+        row = aggregates_db.get_group(session, request["group"], None)
+        members = [m for m in aggregates_db.group_members(session, row.uuid)
+                   if m != instance_uuid]
+        hosts = set(session.scalars(select(Instance.host).where(
+            Instance.uuid.in_(members), Instance.deleted.is_(False),
+            Instance.host.is_not(None))))
+        group = ServerGroupInfo(uuid=row.uuid, name=row.name, policy=row.policy,
+                                hosts=frozenset(hosts))
+    return RequestSpec(instance_uuid=instance_uuid, project_id=instance.project_id,
+                       flavor=flavor, image=image,
+                       availability_zone=request.get("availability_zone"),
+                       tried_hosts=frozenset(instance.tried_hosts or []), group=group)
+
+
+def _group_allows(session, request: dict[str, Any], instance_uuid: str, host: str) -> bool:
+    """Re-check the server group's policy inside the claim's transaction.
+
+    The group row is locked first, so members of one group are claimed one at a
+    time (PostgreSQL; SQLite has one writer anyway): two members racing for the
+    same host cannot both get it against an anti-affinity policy.
+    """
+    if not request.get("group"):
+        return True
+    group = session.scalar(select(ServerGroup).where(ServerGroup.uuid == request["group"])
+                           .with_for_update())
+    if group is None:
+        return True
+    members = [m for m in aggregates_db.group_members(session, group.uuid) if m != instance_uuid]
+    hosts = set(session.scalars(select(Instance.host).where(
+        Instance.uuid.in_(members), Instance.deleted.is_(False), Instance.host.is_not(None))))
+    if group.policy == "anti-affinity":
+        return host not in hosts
+    return not hosts or host in hosts
 
 
 class ClaimResources(VmTask):
     """Claim the flavor's resources on the first candidate that still has room.
 
-    A candidate whose claim fails (another request took the room first) is
-    skipped, not fatal.  The claim and the instance's new host are written in
+    A candidate whose claim fails (another request took the room first, or a
+    member of the instance's server group got there first against its policy)
+    is skipped, not fatal.  The claim and the instance's new host are written in
     one transaction, guarded by task_state, so a deleted instance never holds
     a claim.
 
@@ -190,10 +246,13 @@ class ClaimResources(VmTask):
 
     default_provides = "host"
 
-    def execute(self, instance_uuid: str, flavor: dict[str, Any], candidates: list[str]) -> str:
+    def execute(self, instance_uuid: str, request: dict[str, Any], flavor: dict[str, Any],
+                candidates: list[str]) -> str:
         asked = claims.Resources.of_flavor(flavor)
         for host in candidates:
             with self.svc.db.write() as session:
+                if not _group_allows(session, request, instance_uuid, host):
+                    continue
                 if not claims.claim(session, instance_uuid, host, asked):
                     continue
                 if not instances_db.update_if(
@@ -208,7 +267,8 @@ class ClaimResources(VmTask):
             return host
         self.svc.scheduler.cache.invalidate()
         raise exception.NoValidHost(
-            reason=f"Every candidate ({', '.join(candidates)}) was claimed by other requests.")
+            reason=f"Every candidate ({', '.join(candidates)}) was taken by other requests "
+                   "or no longer satisfies the server group's policy.")
 
     def revert(self, result: Any, instance_uuid: str, flavor: dict[str, Any],
                **_kw: Any) -> None:

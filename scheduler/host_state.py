@@ -13,6 +13,7 @@ import dataclasses
 import threading
 import time
 
+from vmflow.db import aggregates as aggregates_db
 from vmflow.db import hosts as hosts_db
 from vmflow.db.claims import Resources
 from vmflow.db.session import Database
@@ -34,6 +35,11 @@ class HostState:
     hypervisor_type: str
     enabled: bool = True
     up: bool = True
+    hypervisor_version: int = 0
+    # The zone of the host: its aggregates' availability_zone, else the default.
+    availability_zone: str = "nova"
+    # Metadata of every aggregate the host is in.
+    aggregates: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def free_ram_mb(self) -> float:
@@ -55,9 +61,10 @@ class HostState:
 
 class HostStateCache:
     def __init__(self, db: Database, *, service_down_time: float = 60.0,
-                 refresh_interval: float = 1.0) -> None:
+                 refresh_interval: float = 1.0, default_zone: str = "nova") -> None:
         self._db = db
         self._down_after = service_down_time
+        self._default_zone = default_zone
         self._interval = refresh_interval
         self._lock = threading.Lock()
         self._hosts: dict[str, HostState] = {}
@@ -67,9 +74,13 @@ class HostStateCache:
         with self._db.read() as session:
             services = {s.host: s for s in hosts_db.list_services(session)
                         if s.binary == "vmflow-compute"}
+            aggregates = aggregates_db.metadata_by_host(session)
             result = {}
             for node in hosts_db.list_nodes(session):
                 service = services.get(node.host)
+                metadata = aggregates.get(node.host, [])
+                zones = sorted({m["availability_zone"] for m in metadata
+                                if m.get("availability_zone")})
                 result[node.host] = HostState(
                     host=node.host, vcpus=node.vcpus, memory_mb=node.memory_mb,
                     local_gb=node.local_gb, vcpus_used=node.vcpus_used,
@@ -80,6 +91,9 @@ class HostStateCache:
                     cpu_arch=node.cpu_arch, hypervisor_type=node.hypervisor_type,
                     enabled=service is not None and not service.disabled,
                     up=service is not None and hosts_db.is_up(service, self._down_after),
+                    hypervisor_version=node.hypervisor_version,
+                    availability_zone=zones[0] if zones else self._default_zone,
+                    aggregates=metadata,
                 )
         return result
 

@@ -1,67 +1,156 @@
-"""Select candidate hosts for a request: fit, then spread by free RAM.
+"""Choose hosts for a request, and record why.
 
-This is the foundation's simple fit (vCPU, RAM, disk within allocation ratios,
-enabled and up, not already tried); Nova's full filter scheduler replaces it
-behind the same ``select`` call.
+``filter_scheduler`` (the default) runs the enabled filters in order over the
+in-memory host states, weighs the survivors and returns them best first (with
+``host_subset_size`` > 1 the first is picked at random among the best N);
+``chance`` picks at random among the hosts that are up, enabled and not tried.
+Either way a :class:`Decision` records, for every filter, which hosts went in
+and out and why, and the weights of the survivors: it is logged under the
+request id and returned to the flow, which persists it with the step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
+from typing import Any
 
+from scheduler.filters import BaseHostFilter, all_filters
 from scheduler.host_state import HostState, HostStateCache
+from scheduler.request_spec import RequestSpec
+from scheduler.weights import BaseHostWeigher, all_weighers, normalize
 from vmflow import exception
-from vmflow.db.claims import Resources
+from vmflow.config import Config
 
 LOG = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass
+class FilterStep:
+    name: str
+    hosts_in: int
+    hosts_out: int
+    rejected: dict[str, str]  # host -> reason
+
+
+@dataclasses.dataclass
+class Decision:
+    """Why the scheduler chose what it chose (or nothing)."""
+
+    driver: str
+    hosts: int
+    steps: list[FilterStep] = dataclasses.field(default_factory=list)
+    weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    candidates: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def lines(self, max_reasons: int = 20) -> list[str]:
+        """The decision as log lines an operator can read (the API has all of it)."""
+        out = [f"{self.driver}: {self.hosts} hosts considered"]
+        for step in self.steps:
+            out.append(f"{step.name}: {step.hosts_in} in, {step.hosts_out} out")
+            reasons = list(step.rejected.items())
+            out.extend(f"  {host}: {step.name}: {why}" for host, why in reasons[:max_reasons])
+            if len(reasons) > max_reasons:
+                out.append(f"  ... and {len(reasons) - max_reasons} more rejected by "
+                           f"{step.name} (all of them are in the instance action's events)")
+        if self.weights:
+            ranked = sorted(self.weights.items(), key=lambda kv: -kv[1])
+            out.append("weights: " + ", ".join(f"{h}={w:.3f}" for h, w in ranked[:10]))
+        if self.candidates:
+            out.append(f"chosen: {self.candidates[0]}")
+        return out
+
+    def no_valid_host_reason(self) -> str:
+        """Which filter eliminated the last hosts, and why."""
+        if not self.hosts:
+            return "There are no compute hosts."
+        last = next((s for s in reversed(self.steps) if s.rejected), None)
+        if last is None:
+            return "No host passed the filters."
+        shown = "; ".join(f"{h}: {why}" for h, why in list(last.rejected.items())[:5])
+        more = len(last.rejected) - 5
+        return (f"{last.name} eliminated the last {len(last.rejected)} host(s) ({shown}"
+                + (f"; and {more} more" if more > 0 else "") + ").")
+
+
+def _selected(names: list[str], available: dict[str, type]) -> list[type]:
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown or unavailable scheduler plugins: {', '.join(unknown)}")
+    return [available[n] for n in names]
+
+
 class Scheduler:
-    def __init__(self, cache: HostStateCache, *, max_candidates: int = 10) -> None:
+    def __init__(self, cache: HostStateCache, config: Config | None = None, *,
+                 max_candidates: int = 10) -> None:
         self.cache = cache
+        self.config = config or Config(data_dir="/nonexistent")
         self.max_candidates = max_candidates
+        filters = all_filters()
+        if "all" not in self.config.available_filters:
+            filters = {n: c for n, c in filters.items() if n in self.config.available_filters}
+        self.filters: list[BaseHostFilter] = [
+            cls(self.config) for cls in _selected(list(self.config.enabled_filters), filters)]
+        self.weighers: list[BaseHostWeigher] = [cls(self.config)
+                                                for cls in all_weighers().values()]
+        # The chance driver still never picks a host that is down or already tried.
+        self._chance_filters = [all_filters()[name](self.config)
+                                for name in ("RetryFilter", "ComputeFilter")]
 
-    @staticmethod
-    def _rejection(host: HostState, asked: Resources) -> tuple[str, str] | None:
-        """(category, explanation) of why ``host`` cannot take ``asked``, or None."""
-        if not host.up:
-            return "compute service down", "compute service is down"
-        if not host.enabled:
-            return "compute service disabled", "compute service is disabled"
-        if asked.vcpus > host.free_vcpus:
-            return "not enough vCPUs", f"{host.free_vcpus:g} vCPUs free, {asked.vcpus} requested"
-        if asked.memory_mb > host.free_ram_mb:
-            return "not enough RAM", (f"{host.free_ram_mb:g} MB RAM free, "
-                                      f"{asked.memory_mb} MB requested")
-        if asked.disk_gb > host.free_disk_gb:
-            return "not enough disk", (f"{host.free_disk_gb:g} GB disk free, "
-                                       f"{asked.disk_gb} GB requested")
-        return None
+    def _filter(self, hosts: list[HostState], spec: RequestSpec, decision: Decision
+                ) -> list[HostState]:
+        for flt in self.filters:
+            passed, rejected = [], {}
+            for host in hosts:
+                why = flt.rejection(host, spec)
+                if why is None:
+                    passed.append(host)
+                else:
+                    rejected[host.host] = why
+            decision.steps.append(FilterStep(flt.name, len(hosts), len(rejected), rejected))
+            hosts = passed
+            if not hosts:
+                break
+        return hosts
 
-    def select(self, asked: Resources, *, exclude: set[str] | frozenset[str] = frozenset()
-               ) -> list[str]:
-        """Hosts that fit, best first; raises NoValidHost naming why none fit."""
-        hosts = self.cache.snapshot()
-        fitting: list[HostState] = []
-        counts: dict[str, int] = {}
-        for host in hosts:
-            if host.host in exclude:
-                rejected = ("already tried", "already tried for this request")
-            else:
-                rejected = self._rejection(host, asked)
-            if rejected is None:
-                fitting.append(host)
+    def _weigh(self, hosts: list[HostState], spec: RequestSpec, decision: Decision
+               ) -> list[HostState]:
+        totals = [0.0] * len(hosts)
+        for weigher in self.weighers:
+            multiplier = weigher.multiplier()
+            if not multiplier:
                 continue
-            counts[rejected[0]] = counts.get(rejected[0], 0) + 1
-            LOG.debug("scheduler rejected %s: %s", host.host, rejected[1])
-        if not fitting:
-            detail = ", ".join(f"{why}: {n}" for why, n in sorted(counts.items()))
-            raise exception.NoValidHost(
-                reason=f"0 of {len(hosts)} hosts fit {asked.vcpus} vCPU, "
-                       f"{asked.memory_mb} MB RAM, {asked.disk_gb} GB disk"
-                       + (f" ({detail})." if detail else "."))
-        fitting.sort(key=lambda h: (-h.free_ram_mb, h.host))
-        chosen = [h.host for h in fitting[: self.max_candidates]]
-        LOG.info("scheduler: %d of %d hosts fit; candidates %s", len(fitting), len(hosts),
-                 ", ".join(chosen[:3]) + (" ..." if len(chosen) > 3 else ""))
-        return chosen
+            scaled = normalize([weigher.weigh(h, spec) for h in hosts])
+            totals = [t + multiplier * s for t, s in zip(totals, scaled, strict=True)]
+        order = sorted(range(len(hosts)), key=lambda i: (-totals[i], hosts[i].host))
+        decision.weights = {hosts[i].host: totals[i] for i in order}
+        ranked = [hosts[i] for i in order]
+        subset = max(1, min(self.config.host_subset_size, len(ranked)))
+        if subset > 1:  # spread racing schedulers over the best few
+            pick = random.randrange(subset)
+            ranked.insert(0, ranked.pop(pick))
+        return ranked
+
+    def select(self, spec: RequestSpec) -> tuple[list[str], Decision]:
+        """Hosts for ``spec``, best first, and the decision; NoValidHost if none."""
+        hosts = self.cache.snapshot()
+        driver = self.config.scheduler_driver
+        decision = Decision(driver=driver, hosts=len(hosts))
+        if driver == "chance":
+            survivors = list(hosts)
+            for flt in self._chance_filters:
+                survivors = [h for h in survivors if flt.host_passes(h, spec)]
+            random.shuffle(survivors)
+            ranked = survivors
+        else:
+            ranked = self._weigh(self._filter(hosts, spec, decision), spec, decision)
+        decision.candidates = [h.host for h in ranked[: self.max_candidates]]
+        for line in decision.lines():
+            LOG.info("scheduler %s", line)
+        if not decision.candidates:
+            raise exception.NoValidHost(reason=decision.no_valid_host_reason())
+        return decision.candidates, decision

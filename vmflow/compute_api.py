@@ -44,16 +44,18 @@ class ComputeAPI:
 
     def create(self, ctx: RequestContext, *, name: str, flavor_ref: str, image_ref: str,
                availability_zone: str | None = None,
-               metadata: dict[str, str] | None = None) -> str:
+               metadata: dict[str, str] | None = None, group: str | None = None) -> str:
         """Admit a launch (validate, quota, record) and start it; returns the uuid."""
         instance_uuid = str(uuid.uuid4())
         request = {"name": name, "flavor_ref": str(flavor_ref), "image_ref": image_ref,
                    "project_id": ctx.project_id, "user_id": ctx.user_id,
-                   "availability_zone": availability_zone, "metadata": metadata or {}}
+                   "availability_zone": availability_zone, "metadata": metadata or {},
+                   "group": group}
         params = {"max_attempts": self.cfg.max_attempts,
                   "poll_attempts": self.cfg.spawn_poll_attempts}
         detail = self.store.create_run(name="launch", operation="launch",
-                                       request_id=ctx.request_id,
+                                       request_id=ctx.request_id, user_id=ctx.user_id,
+                                       project_id=ctx.project_id,
                                        instance_uuid=instance_uuid, params=params)
         graph = launch_flow.get_flow(self.services, **params)
         engine = flow_engine.load(self.store, graph, detail,
@@ -93,7 +95,8 @@ class ComputeAPI:
                 raise exception.Conflict(
                     f"Instance {instance_uuid} changed state while being deleted; try again.")
         detail = self.store.create_run(name="delete", operation="delete",
-                                       request_id=ctx.request_id,
+                                       request_id=ctx.request_id, user_id=ctx.user_id,
+                                       project_id=ctx.project_id,
                                        instance_uuid=instance_uuid, params={})
         graph = delete_flow.get_flow(self.services)
         engine = flow_engine.load(self.store, graph, detail,

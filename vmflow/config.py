@@ -13,6 +13,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+DEFAULT_FILTERS = (
+    "RetryFilter", "AvailabilityZoneFilter", "ComputeFilter", "RamFilter", "DiskFilter",
+    "CoreFilter", "ComputeCapabilitiesFilter", "ImagePropertiesFilter",
+    "ServerGroupAntiAffinityFilter", "ServerGroupAffinityFilter",
+)
+
 EMBEDDED_BROKER = "memory://"
 EMBEDDED_RESULT_BACKEND = "cache+memory://"
 
@@ -33,6 +39,10 @@ class HostConfig:
     arch: str = "x86_64"
     hypervisor_type: str = "QEMU"
     hypervisor_version: int = 8002000
+    # Per-host allocation ratios; None means the cloud-wide setting.
+    cpu_allocation_ratio: float | None = None
+    ram_allocation_ratio: float | None = None
+    disk_allocation_ratio: float | None = None
 
 
 @dataclasses.dataclass
@@ -64,6 +74,16 @@ class Config:
     host_disk_gb: int = 500
     hosts: list[HostConfig] = dataclasses.field(default_factory=list)
     # Scheduling and claims.
+    scheduler_driver: str = "filter_scheduler"  # or "chance"
+    available_filters: list[str] = dataclasses.field(default_factory=lambda: ["all"])
+    enabled_filters: list[str] = dataclasses.field(default_factory=lambda: list(
+        DEFAULT_FILTERS))
+    ram_weight_multiplier: float = 1.0
+    cpu_weight_multiplier: float = 1.0
+    disk_weight_multiplier: float = 1.0
+    host_subset_size: int = 1
+    default_availability_zone: str = "nova"
+    internal_service_availability_zone: str = "internal"
     max_attempts: int = 3
     cpu_allocation_ratio: float = 16.0
     ram_allocation_ratio: float = 1.5
@@ -141,7 +161,8 @@ def load(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for name, field in fields.items():
         raw = os.environ.get(_ENV_PREFIX + name.upper())
-        if raw is not None and name not in ("hosts", "inject_failures"):
+        if raw is not None and name not in ("hosts", "inject_failures", "available_filters",
+                                            "enabled_filters"):
             values[name] = _coerce(field, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(values) - set(fields)

@@ -29,6 +29,12 @@ class Invalid(VmflowError):
     message = "Invalid request."
 
 
+class Forbidden(VmflowError):
+    code = 403
+    kind = "forbidden"
+    message = "Forbidden."
+
+
 class NotFound(VmflowError):
     code = 404
     kind = "itemNotFound"

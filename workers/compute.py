@@ -23,6 +23,7 @@ from workers.rpc import COMPUTE_TASK
 LOG = logging.getLogger(__name__)
 
 REPORT_TASK = "vmflow.conductor.report_host"
+RATIOS = ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio")
 COMPUTE_BINARY = "vmflow-compute"
 
 
@@ -96,6 +97,9 @@ class ComputeService:
             h.name: ComputeManager(h.name, make_driver(cfg, h), cfg.inject_failures.get(h.name, ""))
             for h in hosts
         }
+        # Allocation ratios a host overrides for itself (reported with its capacity).
+        self._ratios = {h.name: {k: getattr(h, k) for k in RATIOS if getattr(h, k) is not None}
+                        for h in hosts}
         self._interval = report_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,7 +108,8 @@ class ComputeService:
     def report(self) -> None:
         """Send each host's capacity to the conductor (also its heartbeat)."""
         for host, manager in self.managers.items():
-            self.app.send_task(REPORT_TASK, args=[host, manager.host_report()])
+            report = dict(manager.host_report(), allocation_ratios=self._ratios[host])
+            self.app.send_task(REPORT_TASK, args=[host, report])
 
     def start(self) -> None:
         self.report()

@@ -41,7 +41,9 @@ class Conductor:
         self.cfg = cfg
         self.db = db
         self.store = FlowStore(db)
-        self.scheduler = Scheduler(HostStateCache(db, service_down_time=cfg.service_down_time))
+        self.scheduler = Scheduler(
+            HostStateCache(db, service_down_time=cfg.service_down_time,
+                           default_zone=cfg.default_availability_zone), cfg)
         self.services = Services(config=cfg, db=db, compute=ComputeClient(app, cfg),
                                  scheduler=self.scheduler)
         self.hostname = socket.gethostname()
@@ -118,6 +120,8 @@ class Conductor:
         ratios = {"cpu_allocation_ratio": self.cfg.cpu_allocation_ratio,
                   "ram_allocation_ratio": self.cfg.ram_allocation_ratio,
                   "disk_allocation_ratio": self.cfg.disk_allocation_ratio}
+        overrides = report.get("allocation_ratios") or {}
+        ratios.update({k: float(v) for k, v in overrides.items() if k in ratios})
         with self.db.write() as session:
             hosts_db.report_node(session, host, report, ratios)
             hosts_db.heartbeat(session, COMPUTE_BINARY, host, topic=f"compute.{host}")

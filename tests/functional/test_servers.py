@@ -166,7 +166,7 @@ def test_no_valid_host_fault_says_why(cloud):
     server = api.wait_status(server_id)
     assert server["status"] == "ERROR"
     assert "No valid host" in server["fault"]["message"]
-    assert "not enough disk: 3" in server["fault"]["message"]
+    assert "DiskFilter eliminated the last 3 host(s)" in server["fault"]["message"]
 
 
 def test_twenty_concurrent_launches_never_overcommit(cloud_factory):

@@ -57,7 +57,7 @@ def services(cfg, db, managers) -> Services:
             hosts_db.report_node(session, host, manager.host_report(), ratios)
             hosts_db.heartbeat(session, "vmflow-compute", host)
     return Services(config=cfg, db=db, compute=DirectCompute(managers),
-                    scheduler=Scheduler(HostStateCache(db)))
+                    scheduler=Scheduler(HostStateCache(db), cfg))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def running_instance(services, flavor, image) -> str:
     req = {"name": "vm", "flavor_ref": "1", "image_ref": image["id"], "project_id": "p",
            "user_id": "u"}
     launch.CreateInstanceRecord(services, "c").execute(uid, req, flavor, image)
-    host = launch.ClaimResources(services, "claim").execute(uid, flavor, ["compute-1"])
+    host = launch.ClaimResources(services, "claim").execute(uid, req, flavor, ["compute-1"])
     launch.CreateDisk(services, "d").execute(uid, host, image, flavor)
     launch.DefineDomain(services, "def").execute(uid, host, req, flavor)
     launch.PowerOn(services, "on").execute(uid, host)

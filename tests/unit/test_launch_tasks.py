@@ -97,23 +97,26 @@ def test_create_instance_record_rechecks_quota_after_insert(services, flavor, im
     assert _instance(services, uid) is None
 
 
-def test_select_destinations_excludes_tried_hosts(services, instance_uuid, flavor):
+def test_select_destinations_excludes_tried_hosts(services, instance_uuid, flavor, image):
     task = launch.SelectDestinations(services, "s")
-    assert sorted(task.execute(instance_uuid, flavor, 1)) == ["compute-1", "compute-2"]
+    req = _request(image_ref=image["id"])
+    candidates, decision = task.execute(instance_uuid, req, flavor, image, 1)
+    assert sorted(candidates) == ["compute-1", "compute-2"]
+    assert decision["candidates"] == candidates and decision["hosts"] == 2
     with services.db.write() as session:
         session.get(Instance, instance_uuid).tried_hosts = ["compute-1"]
-    assert task.execute(instance_uuid, flavor, 2) == ["compute-2"]
+    assert task.execute(instance_uuid, req, flavor, image, 2)[0] == ["compute-2"]
     with services.db.write() as session:
         session.get(Instance, instance_uuid).tried_hosts = ["compute-1", "compute-2"]
-    with pytest.raises(exception.NoValidHost, match="already tried: 2"):
-        task.execute(instance_uuid, flavor, 3)
+    with pytest.raises(exception.NoValidHost, match="RetryFilter eliminated the last 2"):
+        task.execute(instance_uuid, req, flavor, image, 3)
 
 
 def test_claim_skips_full_hosts_and_revert_releases(services, instance_uuid, flavor):
     with services.db.write() as session:  # compute-1 is full
         session.query(ComputeNode).filter_by(host="compute-1").update({"vcpus_used": 4})
     task = launch.ClaimResources(services, "claim")
-    host = task.execute(instance_uuid, flavor, ["compute-1", "compute-2"])
+    host = task.execute(instance_uuid, _request(), flavor, ["compute-1", "compute-2"])
     assert host == "compute-2"
     row = _instance(services, instance_uuid)
     assert (row.host, row.task_state) == ("compute-2", task_states.BLOCK_DEVICE_MAPPING)
@@ -137,7 +140,8 @@ def test_claim_on_deleted_instance_is_refused_and_rolled_back(services, instance
     with services.db.write() as session:
         session.get(Instance, instance_uuid).task_state = task_states.DELETING
     with pytest.raises(exception.InstanceGone):
-        launch.ClaimResources(services, "claim").execute(instance_uuid, flavor, ["compute-1"])
+        launch.ClaimResources(services, "claim").execute(instance_uuid, _request(), flavor,
+                                                         ["compute-1"])
     with services.db.read() as session:
         assert claims.allocations_of(session, instance_uuid) == []
         assert session.query(ComputeNode).filter_by(host="compute-1").one().vcpus_used == 0

@@ -1,4 +1,4 @@
-"""The foundation's fit scheduler on hosts built in the test."""
+"""The filter scheduler over hosts built in the test: order, weights, decisions."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from scheduler.host_state import HostState
 from scheduler.manager import Scheduler
-from vmflow import exception
-from vmflow.db.claims import Resources
+from scheduler.request_spec import RequestSpec
+from vmflow import config, exception
 
 
 class FixedHosts:
@@ -19,45 +19,80 @@ class FixedHosts:
 
 
 def host(name, *, vcpus=4, ram=4096, disk=40, used=(0, 0, 0), up=True, enabled=True,
-         ratios=(1.0, 1.0, 1.0)):
+         ratios=(1.0, 1.0, 1.0), zone="nova"):
     return HostState(host=name, vcpus=vcpus, memory_mb=ram, local_gb=disk, vcpus_used=used[0],
                      memory_mb_used=used[1], local_gb_used=used[2],
                      cpu_allocation_ratio=ratios[0], ram_allocation_ratio=ratios[1],
                      disk_allocation_ratio=ratios[2], cpu_arch="x86_64",
-                     hypervisor_type="QEMU", up=up, enabled=enabled)
+                     hypervisor_type="QEMU", up=up, enabled=enabled, availability_zone=zone)
 
 
-TINY = Resources(1, 512, 1)
+def spec(**kw):
+    values = {"instance_uuid": "i", "project_id": "p",
+              "flavor": {"vcpus": 1, "memory_mb": 512, "root_gb": 1, "ephemeral_gb": 0,
+                         "extra_specs": {}},
+              "image": {"properties": {}}}
+    values.update(kw)
+    return RequestSpec(**values)
 
 
-def test_spreads_by_free_ram():
-    sched = Scheduler(FixedHosts([host("a", used=(0, 2048, 0)), host("b"),
-                                  host("c", used=(0, 1024, 0))]))
-    assert sched.select(TINY) == ["b", "c", "a"]
+def scheduler(hosts, **settings):
+    return Scheduler(FixedHosts(hosts), config.load(None, data_dir="/nonexistent", **settings))
 
 
-def test_rejects_down_disabled_tried_and_full_hosts_and_says_why():
-    sched = Scheduler(FixedHosts([host("down", up=False), host("off", enabled=False),
-                                  host("tried"), host("full", used=(4, 0, 0)),
-                                  host("ok")]))
-    assert sched.select(TINY, exclude={"tried"}) == ["ok"]
+def test_spreads_by_free_ram_by_default():
+    sched = scheduler([host("a", used=(0, 2048, 0)), host("b"), host("c", used=(0, 1024, 0))])
+    candidates, decision = sched.select(spec())
+    assert candidates == ["b", "c", "a"]
+    assert decision.weights["b"] > decision.weights["c"] > decision.weights["a"]
+
+
+def test_negative_ram_multiplier_stacks():
+    sched = scheduler([host("a", used=(0, 2048, 0)), host("b"), host("c", used=(0, 1024, 0))],
+                      ram_weight_multiplier=-1.0)
+    assert sched.select(spec())[0] == ["a", "c", "b"]
+
+
+def test_decision_records_every_rejection_and_names_the_last_filter():
+    sched = scheduler([host("down", up=False), host("off", enabled=False), host("tried"),
+                       host("full", used=(0, 4000, 0)), host("ok")])
+    candidates, decision = sched.select(spec(tried_hosts=frozenset({"tried"})))
+    assert candidates == ["ok"]
+    by_name = {s.name: s for s in decision.steps}
+    assert by_name["RetryFilter"].rejected == {"tried": "already tried for this request"}
+    assert set(by_name["ComputeFilter"].rejected) == {"down", "off"}
+    assert set(by_name["RamFilter"].rejected) == {"full"}
+    assert any("RamFilter" in line and "full" in line for line in decision.lines())
+
     with pytest.raises(exception.NoValidHost) as err:
-        sched.select(TINY, exclude={"tried", "ok"})
-    message = str(err.value)
-    assert "0 of 5 hosts fit 1 vCPU, 512 MB RAM, 1 GB disk" in message
-    for reason in ("compute service down: 1", "compute service disabled: 1",
-                   "already tried: 2", "not enough vCPUs: 1"):
-        assert reason in message
+        sched.select(spec(tried_hosts=frozenset({"tried", "ok"})))
+    assert "RamFilter eliminated the last 1 host(s) (full:" in str(err.value)
 
 
-def test_allocation_ratio_admits_overcommit_and_no_more():
-    sched = Scheduler(FixedHosts([host("a", ram=1024, used=(0, 1024, 0),
-                                       ratios=(1.0, 1.5, 1.0))]))
-    assert sched.select(Resources(1, 512, 1)) == ["a"]
-    with pytest.raises(exception.NoValidHost, match="not enough RAM"):
-        sched.select(Resources(1, 1024, 1))
+def test_enabled_filters_come_from_config():
+    sched = scheduler([host("down", up=False)], enabled_filters=["RetryFilter"])
+    assert sched.select(spec())[0] == ["down"]
+    with pytest.raises(ValueError, match="NoSuchFilter"):
+        scheduler([], enabled_filters=["NoSuchFilter"])
+    with pytest.raises(ValueError, match="RamFilter"):
+        scheduler([], available_filters=["RetryFilter"], enabled_filters=["RamFilter"])
+
+
+def test_host_subset_size_picks_among_the_best():
+    hosts = [host(f"h{i}", used=(0, i * 100, 0)) for i in range(6)]
+    sched = scheduler(hosts, host_subset_size=3)
+    firsts = {sched.select(spec())[0][0] for _ in range(200)}
+    assert firsts == {"h0", "h1", "h2"}
+
+
+def test_chance_driver_skips_down_and_tried_hosts():
+    sched = scheduler([host("down", up=False), host("tried"), host("a"), host("b")],
+                      scheduler_driver="chance")
+    seen = {sched.select(spec(tried_hosts=frozenset({"tried"})))[0][0] for _ in range(100)}
+    assert seen == {"a", "b"}
 
 
 def test_candidates_are_capped():
-    sched = Scheduler(FixedHosts([host(f"h{i:02}") for i in range(30)]), max_candidates=5)
-    assert len(sched.select(TINY)) == 5
+    sched = Scheduler(FixedHosts([host(f"h{i:02}") for i in range(30)]),
+                      config.load(None, data_dir="/nonexistent"), max_candidates=5)
+    assert len(sched.select(spec())[0]) == 5

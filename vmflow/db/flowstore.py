@@ -54,12 +54,14 @@ class FlowStore(base.Backend):
 
     def create_run(self, *, name: str, operation: str, request_id: str,
                    instance_uuid: str | None, params: dict[str, Any],
-                   flow_uuid: str | None = None) -> models.FlowDetail:
+                   flow_uuid: str | None = None, user_id: str | None = None,
+                   project_id: str | None = None) -> models.FlowDetail:
         """Record a new flow run and return its (empty) TaskFlow flow detail."""
         detail = models.FlowDetail(name, uuid=flow_uuid or str(uuid.uuid4()))
         with self.db.write() as session:
             session.add(FlowRun(id=detail.uuid, name=name, operation=operation,
                                 instance_uuid=instance_uuid, request_id=request_id,
+                                user_id=user_id, project_id=project_id,
                                 state=detail.state, params=dict(params), meta={}))
         return detail
 

@@ -37,7 +37,8 @@ def report_node(session: Session, host: str, report: dict[str, Any],
                 ratios: dict[str, float]) -> ComputeNode:
     """Create or refresh a compute node from the host's own resource report.
 
-    Capacity comes from the hypervisor; what is *used* is never taken from the
+    Capacity comes from the hypervisor and allocation ratios from the host's
+    configuration (or the cloud's); what is *used* is never taken from the
     report, because claims own those counters.
     """
     node = session.scalar(select(ComputeNode).where(ComputeNode.host == host))
@@ -56,7 +57,7 @@ def report_node(session: Session, host: str, report: dict[str, Any],
         session.flush()
     else:
         session.execute(update(ComputeNode).where(ComputeNode.host == host)
-                        .values(updated_at=utcnow(), **capacity)
+                        .values(updated_at=utcnow(), **capacity, **ratios)
                         .execution_options(synchronize_session=False))
     return node
 

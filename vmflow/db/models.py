@@ -114,6 +114,51 @@ class ComputeNode(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+class Aggregate(Base):
+    """A named group of hosts with metadata; ``availability_zone`` metadata makes
+    it a zone."""
+
+    __tablename__ = "aggregates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class AggregateHost(Base):
+    __tablename__ = "aggregate_hosts"
+    __table_args__ = (UniqueConstraint("aggregate_id", "host"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aggregate_id: Mapped[int] = mapped_column(ForeignKey("aggregates.id", ondelete="CASCADE"),
+                                              index=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+
+
+class ServerGroup(Base):
+    __tablename__ = "server_groups"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ServerGroupMember(Base):
+    __tablename__ = "server_group_members"
+    __table_args__ = (UniqueConstraint("group_uuid", "instance_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_uuid: Mapped[str] = mapped_column(ForeignKey("server_groups.uuid", ondelete="CASCADE"),
+                                            index=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+
+
 class Allocation(Base):
     """One instance's claim on one compute node (a row per (instance, host))."""
 
@@ -181,6 +226,9 @@ class FlowRun(Base):
     operation: Mapped[str] = mapped_column(String(64))
     instance_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     request_id: Mapped[str] = mapped_column(String(64), index=True)
+    # Who asked (an instance action's user and project).
+    user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    project_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     state: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # The factory arguments that rebuild the same graph on resume.
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from flask import Flask
 
-from webapp.api import errors, flavors, hypervisors, images, middleware, servers, services, versions
+from webapp.api import (
+    aggregates,
+    errors,
+    flavors,
+    hypervisors,
+    images,
+    instance_actions,
+    middleware,
+    server_groups,
+    servers,
+    services,
+    versions,
+    zones,
+)
 
 
 def init_app(app: Flask) -> None:
     middleware.init_app(app)
     errors.init_app(app)
     app.register_blueprint(versions.bp)
-    for module in (servers, flavors, images, hypervisors, services):
+    for module in (servers, flavors, images, hypervisors, services, aggregates, zones,
+                   server_groups, instance_actions):
         app.register_blueprint(module.bp, url_prefix="/v2.1")

@@ -31,6 +31,14 @@ def context() -> RequestContext:
     return g.context
 
 
+def require_admin(action: str) -> RequestContext:
+    """The caller, if an admin; otherwise 403 in Nova's words."""
+    ctx = context()
+    if not ctx.is_admin:
+        raise exception.Forbidden(f"Policy doesn't allow {action} to be performed.")
+    return ctx
+
+
 def isotime(value: dt.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 

@@ -1,11 +1,14 @@
-"""/flavors: list and show (create and delete arrive with the scheduler issue)."""
+"""/flavors: list, show, create and delete (admin), and their extra specs."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from sqlalchemy import select
 
+from vmflow import exception
 from vmflow.db import catalog
-from webapp.api import common, views
+from vmflow.db.models import Flavor
+from webapp.api import common, validation, views
 
 bp = Blueprint("flavors", __name__)
 
@@ -26,3 +29,94 @@ def detail():
 def show(flavor_id: str):
     with common.db().read() as session:
         return jsonify({"flavor": views.flavor(catalog.get_flavor(session, flavor_id))})
+
+
+_FLAVOR_KEYS = {"name", "ram", "vcpus", "disk", "id", "OS-FLV-EXT-DATA:ephemeral", "swap",
+                "rxtx_factor", "os-flavor-access:is_public", "description"}
+
+
+@bp.post("/flavors")
+def create():
+    common.require_admin("os_compute_api:os-flavor-manage:create")
+    body = common.json_body()
+    validation.only_keys(body, {"flavor"}, "the request body")
+    spec = body.get("flavor")
+    if not isinstance(spec, dict):
+        raise exception.Invalid("Invalid input: 'flavor' is a required object.")
+    validation.only_keys(spec, _FLAVOR_KEYS, "flavor")
+    name = validation.string(spec, "name", "flavor", required=True, min_len=1)
+    for key in ("ram", "vcpus", "disk"):
+        if spec.get(key) is None:
+            raise exception.Invalid(f"Invalid input for flavor: '{key}' is a required property.")
+    ram = validation.integer(spec, "ram", "flavor", minimum=1)
+    vcpus = validation.integer(spec, "vcpus", "flavor", minimum=1)
+    disk = validation.integer(spec, "disk", "flavor", minimum=0)
+    ephemeral = validation.integer(spec, "OS-FLV-EXT-DATA:ephemeral", "flavor", minimum=0) or 0
+    swap = validation.integer(spec, "swap", "flavor", minimum=0) or 0
+    flavorid = validation.string(spec, "id", "flavor", min_len=1, allow_int=True)
+    public = spec.get("os-flavor-access:is_public", True)
+    if not isinstance(public, bool):
+        raise exception.Invalid("Invalid input for field 'os-flavor-access:is_public': "
+                                "it must be a boolean.")
+    with common.db().write() as session:
+        flavorid = flavorid or str(max([int(f) for f in session.scalars(
+            select(Flavor.flavorid)) if f.isdigit()] or [0]) + 1)
+        for column, value in (("name", name), ("flavorid", flavorid)):
+            if session.scalar(select(Flavor.id).where(getattr(Flavor, column) == value)):
+                raise exception.Conflict(f"Flavor with {'ID' if column == 'flavorid' else column}"
+                                         f" {value} already exists.")
+        row = Flavor(name=name, flavorid=flavorid, vcpus=vcpus, memory_mb=ram, root_gb=disk,
+                     ephemeral_gb=ephemeral, swap=swap, is_public=public, disabled=False,
+                     extra_specs={})
+        session.add(row)
+        session.flush()
+        return jsonify({"flavor": views.flavor(row)})
+
+
+@bp.delete("/flavors/<flavor_id>")
+def delete(flavor_id: str):
+    common.require_admin("os_compute_api:os-flavor-manage:delete")
+    with common.db().write() as session:
+        row = catalog.get_flavor(session, flavor_id)
+        # Instances keep their own copy of the flavor; the row is only hidden.
+        row.disabled = True
+        row.name = f"{row.name}-deleted-{row.id}"
+        row.flavorid = f"{row.flavorid}-deleted-{row.id}"
+    return "", 202
+
+
+@bp.get("/flavors/<flavor_id>/os-extra_specs")
+def extra_specs(flavor_id: str):
+    with common.db().read() as session:
+        return jsonify({"extra_specs": dict(catalog.get_flavor(session, flavor_id).extra_specs
+                                            or {})})
+
+
+@bp.post("/flavors/<flavor_id>/os-extra_specs")
+def set_extra_specs(flavor_id: str):
+    common.require_admin("os_compute_api:os-flavor-extra-specs:create")
+    body = common.json_body()
+    validation.only_keys(body, {"extra_specs"}, "the request body")
+    specs = body.get("extra_specs")
+    if not isinstance(specs, dict) or not all(
+            isinstance(v, (str, int, float)) and not isinstance(v, bool) and 0 < len(k) <= 255
+            for k, v in specs.items()):
+        raise exception.Invalid("Invalid input for 'extra_specs': keys must be 1-255 "
+                                "characters and values strings or numbers.")
+    with common.db().write() as session:
+        row = catalog.get_flavor(session, flavor_id)
+        row.extra_specs = {**(row.extra_specs or {}), **{k: str(v) for k, v in specs.items()}}
+        return jsonify({"extra_specs": dict(row.extra_specs)})
+
+
+@bp.delete("/flavors/<flavor_id>/os-extra_specs/<key>")
+def delete_extra_spec(flavor_id: str, key: str):
+    common.require_admin("os_compute_api:os-flavor-extra-specs:delete")
+    with common.db().write() as session:
+        row = catalog.get_flavor(session, flavor_id)
+        specs = dict(row.extra_specs or {})
+        if key not in specs:
+            raise exception.NotFound(f"Flavor {flavor_id} has no extra specs with key {key}.")
+        specs.pop(key)
+        row.extra_specs = specs
+    return "", 200

@@ -8,6 +8,7 @@ import uuid
 from flask import Blueprint, jsonify, request
 
 from vmflow import exception
+from vmflow.db import aggregates as aggregates_db
 from vmflow.db import instances as instances_db
 from vmflow.states import status_of, vm_states
 from webapp.api import common, validation, views
@@ -71,13 +72,43 @@ def _parse_create(body: dict) -> dict:
     if networks not in (None, "none", "auto", []):
         raise exception.Invalid("Networking is not available yet: use networks 'none' or "
                                 "'auto' (or leave it out).")
+    hints = body.get("os:scheduler_hints", body.get("OS-SCH-HNT:scheduler_hints")) or {}
+    if not isinstance(hints, dict):
+        raise exception.Invalid("Invalid input for 'os:scheduler_hints': it must be an object.")
+    group = hints.get("group")
+    if group is not None:
+        try:
+            group = str(uuid.UUID(str(group)))
+        except ValueError:
+            raise exception.Invalid(f"Invalid input for scheduler hint 'group': {group!r} is "
+                                    "not a UUID.") from None
     return {"name": name, "flavor_ref": flavor_ref, "image_ref": image_ref,
-            "availability_zone": zone, "metadata": meta}
+            "availability_zone": zone, "metadata": meta, "group": group}
+
+
+def _check_references(args: dict) -> None:
+    """The zone and server group a request names must exist (400 otherwise)."""
+    cfg = common.config()
+    with common.db().read() as session:
+        if args["availability_zone"]:
+            zones = set(aggregates_db.zones_of_hosts(session, cfg.default_availability_zone)
+                        .values()) | {cfg.default_availability_zone}
+            if args["availability_zone"] not in zones:
+                raise exception.Invalid(f"The requested availability zone is not available: "
+                                        f"{args['availability_zone']}.")
+        if args["group"]:
+            ctx = common.context()
+            try:
+                aggregates_db.get_group(session, args["group"],
+                                        None if ctx.is_admin else ctx.project_id)
+            except exception.NotFound as err:
+                raise exception.Invalid(str(err)) from None
 
 
 @bp.post("/servers")
 def create():
     args = _parse_create(common.json_body())
+    _check_references(args)
     ctx = common.context()
     instance_uuid = common.compute_api().create(ctx, **args)
     with common.db().read() as session:

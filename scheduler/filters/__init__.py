@@ -1,0 +1,57 @@
+"""Host filters: one small class per rule; each says why it rejects a host.
+
+A filter answers :meth:`BaseHostFilter.rejection` with None (the host passes)
+or a reason in plain words ("1536 MB usable of 4096 MB × 1.5, 2048 MB
+requested"); the scheduler records the reasons so an operator can read why a
+host was not chosen.  Filters are chosen by configuration:
+``available_filters`` (which classes may be used) and ``enabled_filters`` (which
+run, in that order).
+"""
+
+from __future__ import annotations
+
+import abc
+
+from scheduler.host_state import HostState
+from scheduler.request_spec import RequestSpec
+from vmflow.config import Config
+
+
+class BaseHostFilter(abc.ABC):
+    """Decide whether one host can take one request."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
+        """None if ``host`` can take ``spec``; otherwise why not, in plain words."""
+
+    def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
+        return self.rejection(host, spec) is None
+
+
+def all_filters() -> dict[str, type[BaseHostFilter]]:
+    """Every filter class vmflow ships, by class name."""
+    from scheduler.filters import (
+        affinity,
+        aggregate,
+        availability_zone,
+        capabilities,
+        compute,
+        image_properties,
+        resources,
+        retry,
+    )
+
+    classes = (retry.RetryFilter, availability_zone.AvailabilityZoneFilter,
+               compute.ComputeFilter, resources.RamFilter, resources.DiskFilter,
+               resources.CoreFilter, capabilities.ComputeCapabilitiesFilter,
+               image_properties.ImagePropertiesFilter, affinity.ServerGroupAffinityFilter,
+               affinity.ServerGroupAntiAffinityFilter,
+               aggregate.AggregateInstanceExtraSpecsFilter)
+    return {cls.__name__: cls for cls in classes}

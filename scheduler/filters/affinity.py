@@ -1,0 +1,30 @@
+"""Server-group filters: members together (affinity) or apart (anti-affinity)."""
+
+from __future__ import annotations
+
+from scheduler.filters import BaseHostFilter
+from scheduler.host_state import HostState
+from scheduler.request_spec import RequestSpec
+
+
+class ServerGroupAffinityFilter(BaseHostFilter):
+    """In an affinity group that already has members, only their hosts qualify."""
+
+    def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
+        group = spec.group
+        if group is None or group.policy != "affinity" or not group.hosts:
+            return None
+        if host.host not in group.hosts:
+            return (f"server group '{group.name}' (affinity) has its members on "
+                    f"{', '.join(sorted(group.hosts))}")
+        return None
+
+
+class ServerGroupAntiAffinityFilter(BaseHostFilter):
+    """In an anti-affinity group, hosts that already run a member are excluded."""
+
+    def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
+        group = spec.group
+        if group is not None and group.policy == "anti-affinity" and host.host in group.hosts:
+            return f"server group '{group.name}' (anti-affinity) already has a member here"
+        return None

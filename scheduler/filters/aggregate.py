@@ -1,0 +1,45 @@
+"""AggregateInstanceExtraSpecsFilter: flavors tied to aggregates by metadata."""
+
+from __future__ import annotations
+
+from scheduler.filters import BaseHostFilter, extra_specs_ops
+from scheduler.host_state import HostState
+from scheduler.request_spec import RequestSpec
+
+PREFIX = "aggregate_instance_extra_specs:"
+
+
+def _metadata(host: HostState) -> dict[str, set[str]]:
+    """Every value of every key over the host's aggregates.
+
+    A value may list several, separated by commas ("ssd, nvme"), as in Nova.
+    """
+    values: dict[str, set[str]] = {}
+    for metadata in host.aggregates:
+        for key, value in metadata.items():
+            values.setdefault(key, set()).update(v.strip() for v in value.split(","))
+    return values
+
+
+class AggregateInstanceExtraSpecsFilter(BaseHostFilter):
+    """Flavor specs ``aggregate_instance_extra_specs:<key>`` must match aggregate metadata.
+
+    The host passes a spec if any value of ``<key>`` in any of its aggregates
+    matches the requirement with the extra-spec operators; a key none of its
+    aggregates has fails.  As in Nova, keys without any scope (no colon) are
+    also required of the aggregates; keys of other scopes are ignored.
+    """
+
+    def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
+        metadata = _metadata(host)
+        for key, requirement in spec.extra_specs.items():
+            if ":" in key and not key.startswith(PREFIX):
+                continue
+            name = key.removeprefix(PREFIX)
+            values = metadata.get(name)
+            if not values:
+                return f"{key} requires '{requirement}', no aggregate of the host has {name}"
+            if not any(extra_specs_ops.match(v, requirement) for v in values):
+                return (f"{key} requires '{requirement}', host's aggregates have "
+                        f"{name} = {', '.join(sorted(values))}")
+        return None

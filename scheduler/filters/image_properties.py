@@ -1,0 +1,49 @@
+"""ImagePropertiesFilter: the image's architecture, hypervisor and version needs."""
+
+from __future__ import annotations
+
+from scheduler.filters import BaseHostFilter, extra_specs_ops
+from scheduler.host_state import HostState
+from scheduler.request_spec import RequestSpec
+
+# Other spellings of an architecture, as Nova canonicalizes them.
+_ARCH_ALIASES = {"i386": "i686", "i486": "i686", "i586": "i686", "x86_32": "i686",
+                 "x86_32p": "i686", "amd64": "x86_64"}
+# Likewise for hypervisor types ("xapi" is Xen's toolstack).
+_HV_ALIASES = {"xapi": "xen"}
+
+
+def _canonical(name: str, aliases: dict[str, str]) -> str:
+    name = name.lower()
+    return aliases.get(name, name)
+
+
+class ImagePropertiesFilter(BaseHostFilter):
+    """The host must run what the image asks for, when the image asks.
+
+    * ``hw_architecture`` must be the host's CPU architecture (aliases such as
+      amd64 = x86_64 are the same architecture; case does not matter);
+    * ``img_hv_type`` must be the host's hypervisor type (case does not matter);
+    * ``hypervisor_version_requires`` (e.g. ``>= 8000000``) must match the host's
+      hypervisor version with the extra-spec operators.  A host that reports no
+      version (0) is not held to it, as in Nova.
+
+    An image with none of these properties can go anywhere.
+    """
+
+    def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
+        props = spec.image_properties
+        arch = props.get("hw_architecture")
+        if arch and (_canonical(arch, _ARCH_ALIASES)
+                     != _canonical(host.cpu_arch, _ARCH_ALIASES)):
+            return f"image needs architecture {arch}, host is {host.cpu_arch}"
+        hv_type = props.get("img_hv_type")
+        if hv_type and (_canonical(hv_type, _HV_ALIASES)
+                        != _canonical(host.hypervisor_type, _HV_ALIASES)):
+            return f"image needs hypervisor {hv_type}, host runs {host.hypervisor_type}"
+        version = props.get("hypervisor_version_requires")
+        if (version and host.hypervisor_version
+                and not extra_specs_ops.match(str(host.hypervisor_version), version)):
+            return (f"image needs hypervisor version '{version}', "
+                    f"host has {host.hypervisor_version}")
+        return None

@@ -1,0 +1,44 @@
+"""What a scheduling request asks for, as the filters and weighers see it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from vmflow.db.claims import Resources
+
+
+@dataclasses.dataclass
+class ServerGroupInfo:
+    """The server group a request belongs to (the ``group`` scheduler hint)."""
+
+    uuid: str
+    name: str
+    policy: str  # "affinity" or "anti-affinity"
+    hosts: frozenset[str]  # hosts that members of the group (other than this one) are on
+
+
+@dataclasses.dataclass
+class RequestSpec:
+    instance_uuid: str
+    project_id: str
+    # flavor: vcpus, memory_mb, root_gb, ephemeral_gb, extra_specs (dict of str)
+    flavor: dict[str, Any]
+    # image: min_disk, min_ram, properties (hw_architecture, img_hv_type,
+    # hypervisor_version_requires, ...)
+    image: dict[str, Any]
+    availability_zone: str | None = None
+    tried_hosts: frozenset[str] = frozenset()
+    group: ServerGroupInfo | None = None
+
+    @property
+    def resources(self) -> Resources:
+        return Resources.of_flavor(self.flavor)
+
+    @property
+    def extra_specs(self) -> dict[str, str]:
+        return dict(self.flavor.get("extra_specs") or {})
+
+    @property
+    def image_properties(self) -> dict[str, Any]:
+        return dict(self.image.get("properties") or {})

@@ -1,0 +1,51 @@
+"""Host weighers: each scores hosts; scores are normalised, multiplied, summed.
+
+For each weigher the raw scores of the surviving hosts are scaled to 0..1
+(minimum to maximum; all equal gives 0), multiplied by the weigher's multiplier
+from configuration, and the products of all weighers are added: the host with
+the highest total wins.  A negative multiplier reverses a weigher (for RAM:
+stack instead of spread).
+"""
+
+from __future__ import annotations
+
+import abc
+
+from scheduler.host_state import HostState
+from scheduler.request_spec import RequestSpec
+from vmflow.config import Config
+
+
+class BaseHostWeigher(abc.ABC):
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def multiplier(self) -> float:
+        """How much this weigher counts (from configuration)."""
+
+    @abc.abstractmethod
+    def weigh(self, host: HostState, spec: RequestSpec) -> float:
+        """The host's raw score for this request (higher is better)."""
+
+
+def normalize(values: list[float]) -> list[float]:
+    """Scale values to 0..1 (all equal: all 0)."""
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    if high == low:
+        return [0.0] * len(values)
+    span = high - low
+    return [(v - low) / span for v in values]
+
+
+def all_weighers() -> dict[str, type[BaseHostWeigher]]:
+    from scheduler.weights import resources
+
+    classes = (resources.RAMWeigher, resources.CPUWeigher, resources.DiskWeigher)
+    return {cls.__name__: cls for cls in classes}
