@@ -255,9 +255,11 @@ class ClaimResources(VmTask):
                     continue
                 if not claims.claim(session, instance_uuid, host, asked):
                     continue
+                zone = (request.get("availability_zone")
+                        or self.svc.scheduler.cache.zone_of(host))
                 if not instances_db.update_if(
                         session, instance_uuid,
-                        {"host": host, "node": host,
+                        {"host": host, "node": host, "availability_zone": zone,
                          "task_state": task_states.BLOCK_DEVICE_MAPPING},
                         expected_task_state=[task_states.SCHEDULING,
                                              task_states.BLOCK_DEVICE_MAPPING]):

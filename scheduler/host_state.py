@@ -10,6 +10,7 @@ next candidate.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 
@@ -52,6 +53,18 @@ class HostState:
     @property
     def free_disk_gb(self) -> float:
         return self.local_gb * self.disk_allocation_ratio - self.local_gb_used
+
+    @functools.cached_property
+    def aggregate_values(self) -> dict[str, frozenset[str]]:
+        """Every value of every key over the host's aggregates.
+
+        A value may list several, separated by commas ("ssd, nvme"), as in Nova.
+        """
+        values: dict[str, set[str]] = {}
+        for metadata in self.aggregates:
+            for key, value in metadata.items():
+                values.setdefault(key, set()).update(v.strip() for v in str(value).split(","))
+        return {key: frozenset(vals) for key, vals in values.items()}
 
     def consume(self, res: Resources, sign: int = 1) -> None:
         self.vcpus_used += sign * res.vcpus
@@ -98,12 +111,19 @@ class HostStateCache:
         return result
 
     def snapshot(self) -> list[HostState]:
-        """Current host states (copies; callers may not change the cache)."""
+        """Current host states: the cache's own objects, not copies (copying
+        1,000 hosts for every request would cost more than scheduling them).
+        Callers read them and never change them; only :meth:`consumed` does."""
         with self._lock:
             if time.monotonic() - self._loaded_at > self._interval:
                 self._hosts = self._load()
                 self._loaded_at = time.monotonic()
-            return [dataclasses.replace(h) for h in self._hosts.values()]
+            return list(self._hosts.values())
+
+    def zone_of(self, host: str) -> str:
+        with self._lock:
+            state = self._hosts.get(host)
+            return state.availability_zone if state is not None else self._default_zone
 
     def invalidate(self) -> None:
         with self._lock:

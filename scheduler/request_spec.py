@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from vmflow.db.claims import Resources
@@ -31,14 +32,15 @@ class RequestSpec:
     tried_hosts: frozenset[str] = frozenset()
     group: ServerGroupInfo | None = None
 
-    @property
+    # Derived once per request: filters ask for them once per host.
+    @functools.cached_property
     def resources(self) -> Resources:
         return Resources.of_flavor(self.flavor)
 
-    @property
+    @functools.cached_property
     def extra_specs(self) -> dict[str, str]:
         return dict(self.flavor.get("extra_specs") or {})
 
-    @property
+    @functools.cached_property
     def image_properties(self) -> dict[str, Any]:
         return dict(self.image.get("properties") or {})

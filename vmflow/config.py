@@ -13,8 +13,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+# Filters run in this order; cheap ones that drop whole groups of hosts come first.
 DEFAULT_FILTERS = (
-    "RetryFilter", "AvailabilityZoneFilter", "ComputeFilter", "RamFilter", "DiskFilter",
+    "AvailabilityZoneFilter", "ComputeFilter", "RetryFilter", "RamFilter", "DiskFilter",
     "CoreFilter", "ComputeCapabilitiesFilter", "ImagePropertiesFilter",
     "ServerGroupAntiAffinityFilter", "ServerGroupAffinityFilter",
 )

@@ -9,18 +9,6 @@ from scheduler.request_spec import RequestSpec
 PREFIX = "aggregate_instance_extra_specs:"
 
 
-def _metadata(host: HostState) -> dict[str, set[str]]:
-    """Every value of every key over the host's aggregates.
-
-    A value may list several, separated by commas ("ssd, nvme"), as in Nova.
-    """
-    values: dict[str, set[str]] = {}
-    for metadata in host.aggregates:
-        for key, value in metadata.items():
-            values.setdefault(key, set()).update(v.strip() for v in value.split(","))
-    return values
-
-
 class AggregateInstanceExtraSpecsFilter(BaseHostFilter):
     """Flavor specs ``aggregate_instance_extra_specs:<key>`` must match aggregate metadata.
 
@@ -31,7 +19,7 @@ class AggregateInstanceExtraSpecsFilter(BaseHostFilter):
     """
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
-        metadata = _metadata(host)
+        metadata = host.aggregate_values
         for key, requirement in spec.extra_specs.items():
             if ":" in key and not key.startswith(PREFIX):
                 continue

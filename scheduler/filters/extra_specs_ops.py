@@ -16,6 +16,7 @@ An operator with no operand, or a number that does not parse, never matches.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ _STRING: dict[str, Callable[[str, str], bool]] = {
 }
 
 
+@functools.lru_cache(maxsize=8192)
 def match(value: str, requirement: str) -> bool:
     """Whether ``value`` satisfies ``requirement`` (see the module docstring)."""
     op, *operands = requirement.split() or [""]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from scheduler.filters import BaseHostFilter, extra_specs_ops
 from scheduler.host_state import HostState
 from scheduler.request_spec import RequestSpec
@@ -13,9 +15,16 @@ _ARCH_ALIASES = {"i386": "i686", "i486": "i686", "i586": "i686", "x86_32": "i686
 _HV_ALIASES = {"xapi": "xen"}
 
 
-def _canonical(name: str, aliases: dict[str, str]) -> str:
+@functools.lru_cache(maxsize=256)
+def _arch(name: str) -> str:
     name = name.lower()
-    return aliases.get(name, name)
+    return _ARCH_ALIASES.get(name, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _hv_type(name: str) -> str:
+    name = name.lower()
+    return _HV_ALIASES.get(name, name)
 
 
 class ImagePropertiesFilter(BaseHostFilter):
@@ -34,12 +43,10 @@ class ImagePropertiesFilter(BaseHostFilter):
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         props = spec.image_properties
         arch = props.get("hw_architecture")
-        if arch and (_canonical(arch, _ARCH_ALIASES)
-                     != _canonical(host.cpu_arch, _ARCH_ALIASES)):
+        if arch and _arch(arch) != _arch(host.cpu_arch):
             return f"image needs architecture {arch}, host is {host.cpu_arch}"
         hv_type = props.get("img_hv_type")
-        if hv_type and (_canonical(hv_type, _HV_ALIASES)
-                        != _canonical(host.hypervisor_type, _HV_ALIASES)):
+        if hv_type and _hv_type(hv_type) != _hv_type(host.hypervisor_type):
             return f"image needs hypervisor {hv_type}, host runs {host.hypervisor_type}"
         version = props.get("hypervisor_version_requires")
         if (version and host.hypervisor_version

@@ -105,6 +105,12 @@ def test_zone_request_and_zone_apis(cloud_factory):
         assert server["OS-EXT-AZ:availability_zone"] == "az-a"
     server = api.wait_status(_create(api, "default-zone", availability_zone="nova"))
     assert server["OS-EXT-SRV-ATTR:host"] in ("compute-1", "compute-2")
+    anywhere = api.wait_status(_create(api, "any-zone"))
+    assert anywhere["OS-EXT-AZ:availability_zone"] == (
+        "az-a" if anywhere["OS-EXT-SRV-ATTR:host"] == "compute-3" else "nova")
+    services = api.get("/v2.1/os-services").json()["services"]
+    assert {s["host"]: s["zone"] for s in services if s["binary"] == "vmflow-compute"} == {
+        "compute-1": "nova", "compute-2": "nova", "compute-3": "az-a"}
     bad = api.post("/v2.1/servers", {"server": {"name": "x", "flavorRef": "1",
                                                 "imageRef": api.image_id(),
                                                 "availability_zone": "nowhere"}})

@@ -44,7 +44,7 @@ def server(instance: Instance, fault: InstanceFault | None = None,
         "accessIPv6": "",
         "links": links("servers", instance.uuid),
         "OS-DCF:diskConfig": "MANUAL",
-        "OS-EXT-AZ:availability_zone": instance.availability_zone or "nova",
+        "OS-EXT-AZ:availability_zone": instance.availability_zone or "",
         "config_drive": "",
         "key_name": None,
         "OS-SRV-USG:launched_at": isotime(instance.launched_at),
@@ -96,11 +96,9 @@ def image(image: Image) -> dict[str, Any]:
     }
 
 
-def service(row: Service, up: bool) -> dict[str, Any]:
-    compute = row.binary == "vmflow-compute"
+def service(row: Service, up: bool, zone: str) -> dict[str, Any]:
     return {
-        "id": row.id, "binary": row.binary, "host": row.host,
-        "zone": "nova" if compute else "internal",
+        "id": row.id, "binary": row.binary, "host": row.host, "zone": zone,
         "status": "disabled" if row.disabled else "enabled",
         "state": "up" if up else "down", "updated_at": isotime(row.last_seen_up),
         "disabled_reason": row.disabled_reason, "forced_down": row.forced_down,
