@@ -25,6 +25,8 @@ from vmflow.config import Config
 
 LOG = logging.getLogger(__name__)
 
+WEIGHTS_KEPT = 20
+
 
 @dataclasses.dataclass
 class FilterStep:
@@ -127,7 +129,9 @@ class Scheduler:
             scaled = normalize([weigher.weigh(h, spec) for h in hosts])
             totals = [t + multiplier * s for t, s in zip(totals, scaled, strict=True)]
         order = sorted(range(len(hosts)), key=lambda i: (-totals[i], hosts[i].host))
-        decision.weights = {hosts[i].host: totals[i] for i in order}
+        # The best few are what an operator compares; all of them would make
+        # every decision as large as the cloud.
+        decision.weights = {hosts[i].host: round(totals[i], 6) for i in order[:WEIGHTS_KEPT]}
         ranked = [hosts[i] for i in order]
         subset = max(1, min(self.config.host_subset_size, len(ranked)))
         if subset > 1:  # spread racing schedulers over the best few
@@ -149,8 +153,9 @@ class Scheduler:
         else:
             ranked = self._weigh(self._filter(hosts, spec, decision), spec, decision)
         decision.candidates = [h.host for h in ranked[: self.max_candidates]]
-        for line in decision.lines():
-            LOG.info("scheduler %s", line)
+        if LOG.isEnabledFor(logging.INFO):
+            for line in decision.lines():
+                LOG.info("scheduler %s", line)
         if not decision.candidates:
             raise exception.NoValidHost(reason=decision.no_valid_host_reason())
         return decision.candidates, decision
