@@ -82,6 +82,8 @@ class HostStateCache:
         self._lock = threading.Lock()
         self._hosts: dict[str, HostState] = {}
         self._loaded_at = 0.0
+        # Bumped on every reload: verdicts cached per load are then stale.
+        self.generation = 0
 
     def _load(self) -> dict[str, HostState]:
         with self._db.read() as session:
@@ -118,6 +120,7 @@ class HostStateCache:
             if time.monotonic() - self._loaded_at > self._interval:
                 self._hosts = self._load()
                 self._loaded_at = time.monotonic()
+                self.generation += 1
             return list(self._hosts.values())
 
     def zone_of(self, host: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from collections.abc import Hashable
 from typing import Any
 
 from scheduler.filters import BaseHostFilter, all_filters
@@ -99,20 +100,52 @@ class Scheduler:
             cls(self.config) for cls in _selected(list(self.config.enabled_filters), filters)]
         self.weighers: list[BaseHostWeigher] = [cls(self.config)
                                                 for cls in all_weighers().values()]
+        # Verdicts of filters that depend on no usage, per (filter, key), valid
+        # until the host states are reloaded (see BaseHostFilter.cache_key).
+        self._static: dict[tuple[str, Hashable], dict[str, str]] = {}
+        self._static_generation = -1
         # The chance driver still never picks a host that is down or already tried.
         self._chance_filters = [all_filters()[name](self.config)
                                 for name in ("RetryFilter", "ComputeFilter")]
 
+    def _static_verdicts(self, flt: BaseHostFilter, key: Hashable, spec: RequestSpec,
+                         everyone: list[HostState]) -> dict[str, str]:
+        """Rejections of ``flt`` over all hosts, computed once per key and load."""
+        generation = getattr(self.cache, "generation", 0)
+        if generation != self._static_generation:
+            self._static.clear()
+            self._static_generation = generation
+        verdicts = self._static.get((flt.name, key))
+        if verdicts is None:
+            verdicts = {}
+            for host in everyone:
+                why = flt.rejection(host, spec)
+                if why is not None:
+                    verdicts[host.host] = why
+            self._static[(flt.name, key)] = verdicts
+        return verdicts
+
     def _filter(self, hosts: list[HostState], spec: RequestSpec, decision: Decision
                 ) -> list[HostState]:
+        everyone = hosts
         for flt in self.filters:
             passed, rejected = [], {}
-            for host in hosts:
-                why = flt.rejection(host, spec)
-                if why is None:
-                    passed.append(host)
+            key = flt.cache_key(spec)
+            if key is not None:
+                verdicts = self._static_verdicts(flt, key, spec, everyone)
+                if verdicts:
+                    passed = [h for h in hosts if h.host not in verdicts]
+                    rejected = {h.host: verdicts[h.host] for h in hosts if h.host in verdicts}
                 else:
-                    rejected[host.host] = why
+                    passed = hosts
+            else:
+                rejection = flt.rejection
+                for host in hosts:
+                    why = rejection(host, spec)
+                    if why is None:
+                        passed.append(host)
+                    else:
+                        rejected[host.host] = why
             decision.steps.append(FilterStep(flt.name, len(hosts), len(rejected), rejected))
             hosts = passed
             if not hosts:

@@ -13,10 +13,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-# Filters run in this order; cheap ones that drop whole groups of hosts come first.
+# Filters run in this order.  Those whose verdicts do not depend on usage come
+# first: they are answered from a per-load cache, and every host they drop is
+# one the usage-dependent filters after them need not look at.
 DEFAULT_FILTERS = (
-    "AvailabilityZoneFilter", "ComputeFilter", "RetryFilter", "RamFilter", "DiskFilter",
-    "CoreFilter", "ComputeCapabilitiesFilter", "ImagePropertiesFilter",
+    "AvailabilityZoneFilter", "ComputeFilter", "ComputeCapabilitiesFilter",
+    "ImagePropertiesFilter", "RetryFilter", "RamFilter", "DiskFilter", "CoreFilter",
     "ServerGroupAntiAffinityFilter", "ServerGroupAffinityFilter",
 )
 

@@ -11,6 +11,7 @@ run, in that order).
 from __future__ import annotations
 
 import abc
+from collections.abc import Hashable
 
 from scheduler.host_state import HostState
 from scheduler.request_spec import RequestSpec
@@ -33,6 +34,16 @@ class BaseHostFilter(abc.ABC):
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         return self.rejection(host, spec) is None
+
+    def cache_key(self, spec: RequestSpec) -> Hashable | None:
+        """What of ``spec`` this filter's verdicts depend on, if they depend on
+        nothing else that changes between two loads of the host states (usage
+        does; zones, capabilities, aggregates and service state do not).
+
+        Filters returning a key have their verdicts over all hosts computed once
+        per key and host-state load; None (the default) means ask every time.
+        """
+        return None
 
 
 def all_filters() -> dict[str, type[BaseHostFilter]]:

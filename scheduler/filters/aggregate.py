@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from scheduler.filters import BaseHostFilter, extra_specs_ops
 from scheduler.host_state import HostState
 from scheduler.request_spec import RequestSpec
@@ -17,6 +19,9 @@ class AggregateInstanceExtraSpecsFilter(BaseHostFilter):
     aggregates has fails.  As in Nova, keys without any scope (no colon) are
     also required of the aggregates; keys of other scopes are ignored.
     """
+
+    def cache_key(self, spec: RequestSpec) -> Hashable:
+        return tuple(sorted(spec.extra_specs.items()))
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         metadata = host.aggregate_values

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from scheduler.filters import BaseHostFilter
 from scheduler.host_state import HostState
 from scheduler.request_spec import RequestSpec
@@ -13,6 +15,9 @@ class AvailabilityZoneFilter(BaseHostFilter):
     The host's zone is its aggregates' ``availability_zone`` or, for a host in
     no such aggregate, the default zone (folded into HostState by the cache).
     """
+
+    def cache_key(self, spec: RequestSpec) -> Hashable:
+        return spec.availability_zone
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         wanted = spec.availability_zone

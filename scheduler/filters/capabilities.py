@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from scheduler.filters import BaseHostFilter, extra_specs_ops
@@ -26,6 +27,13 @@ class ComputeCapabilitiesFilter(BaseHostFilter):
     host has that attribute, and ignored when it has not; keys of other scopes
     belong to other filters.
     """
+
+    def cache_key(self, spec: RequestSpec) -> Hashable | None:
+        # Specs on usage ("capabilities:vcpus_used") change with every claim.
+        keys = [k.removeprefix(PREFIX) for k in spec.extra_specs]
+        if any(k.endswith("_used") or k.startswith("free_") for k in keys):
+            return None
+        return tuple(sorted(spec.extra_specs.items()))
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         for key, requirement in spec.extra_specs.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from scheduler.filters import BaseHostFilter
 from scheduler.host_state import HostState
 from scheduler.request_spec import RequestSpec
@@ -9,6 +11,9 @@ from scheduler.request_spec import RequestSpec
 
 class ComputeFilter(BaseHostFilter):
     """Reject a host whose compute service is disabled or has stopped reporting."""
+
+    def cache_key(self, spec: RequestSpec) -> Hashable:
+        return ()  # up and enabled change only when the host states are reloaded
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         # Disabled is checked first, as Nova does: it is the operator's decision.

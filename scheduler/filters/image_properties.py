@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 
 from scheduler.filters import BaseHostFilter, extra_specs_ops
 from scheduler.host_state import HostState
@@ -39,6 +40,11 @@ class ImagePropertiesFilter(BaseHostFilter):
 
     An image with none of these properties can go anywhere.
     """
+
+    def cache_key(self, spec: RequestSpec) -> Hashable:
+        props = spec.image_properties
+        return tuple(str(props.get(k)) for k in
+                     ("hw_architecture", "img_hv_type", "hypervisor_version_requires"))
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         props = spec.image_properties

@@ -96,3 +96,31 @@ def test_candidates_are_capped():
     sched = Scheduler(FixedHosts([host(f"h{i:02}") for i in range(30)]),
                       config.load(None, data_dir="/nonexistent"), max_candidates=5)
     assert len(sched.select(spec())[0]) == 5
+
+
+class ReloadingHosts(FixedHosts):
+    """Like HostStateCache: a new generation whenever the hosts are reloaded."""
+
+    generation = 0
+
+    def reload(self, hosts):
+        self.hosts = hosts
+        self.generation += 1
+
+
+def test_cached_verdicts_follow_reloads_of_host_state():
+    view = ReloadingHosts([host("a", zone="az-1"), host("b", zone="az-2")])
+    sched = Scheduler(view, config.load(None, data_dir="/nonexistent"))
+    assert sched.select(spec(availability_zone="az-1"))[0] == ["a"]
+    view.reload([host("a", zone="az-2"), host("b", zone="az-1")])  # hosts moved zones
+    assert sched.select(spec(availability_zone="az-1"))[0] == ["b"]
+
+
+def test_usage_dependent_capabilities_are_never_cached():
+    hosts = [host("a"), host("b", used=(3, 0, 0))]
+    sched = scheduler(hosts)
+    busy = spec(flavor={"vcpus": 1, "memory_mb": 512, "root_gb": 1, "ephemeral_gb": 0,
+                        "extra_specs": {"capabilities:vcpus_used": "<= 1"}})
+    assert sched.select(busy)[0] == ["a"]
+    hosts[0].vcpus_used, hosts[1].vcpus_used = 3, 0  # usage changed, no reload
+    assert sched.select(busy)[0] == ["b"]
