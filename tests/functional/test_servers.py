@@ -127,6 +127,21 @@ def test_spawn_failure_on_one_host_reschedules(cloud_factory):
     assert _usage(running)["compute-1"] == (0, 0, 0)
     assert _usage(running)["compute-2"] == (1, 1024 + 512, 1)
 
+    # The create action tells the story: the failed first attempt, then success.
+    (action,) = api.get(f"/v2.1/servers/{server_id}/os-instance-actions").json()[
+        "instanceActions"]
+    events = api.get(f"/v2.1/servers/{server_id}/os-instance-actions/"
+                     f"{action['request_id']}").json()["instanceAction"]["events"]
+    errors = [e for e in events if e["result"] == "Error"]
+    assert [e["event"] for e in errors] == ["launch.power-on"]
+    assert "Compute host compute-1 failed during power_on" in errors[0]["details"]
+    assert errors[0]["traceback"]  # admins see it
+    names = [e["event"] for e in events]
+    assert names.index("launch.claim-resources (revert)") > names.index("launch.power-on")
+    assert names.count("launch.select-destinations") == 2  # one per attempt
+    assert events[-1]["event"] == "launch.mark-active" and events[-1]["result"] == "Success"
+    assert action["message"] is None
+
 
 def test_failure_on_every_host_ends_in_error_with_fault_and_no_leaks(cloud_factory):
     running = cloud_factory(host_count=3, inject_failures={
@@ -149,6 +164,21 @@ def test_failure_on_every_host_ends_in_error_with_fault_and_no_leaks(cloud_facto
         assert not running.driver(host).disk_exists(server_id)
     assert set(_usage(running).values()) == {(0, 0, 0)}
     assert _allocations(running) == 0
+
+    deadline = time.monotonic() + 10  # the flow records its end just after the fault
+    while True:
+        (action,) = api.get(f"/v2.1/servers/{server_id}/os-instance-actions").json()[
+            "instanceActions"]
+        if action["message"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert action["action"] == "create" and action["message"] == "Error"
+    events = api.get(f"/v2.1/servers/{server_id}/os-instance-actions/"
+                     f"{action['request_id']}").json()["instanceAction"]["events"]
+    errors = [e for e in events if e["result"] == "Error"]
+    assert [e["event"] for e in errors[:3]] == ["launch.define-domain", "launch.power-on",
+                                                "launch.create-disk"]
+    assert events[-1]["event"] == "launch.validate-request (revert)"
 
     # ERROR servers can be deleted.
     assert api.delete(f"/v2.1/servers/{server_id}").status_code == 204

@@ -6,7 +6,7 @@ from taskflow import engines, states, task
 from taskflow.patterns import linear_flow
 
 from vmflow.db.flowstore import FlowStore
-from vmflow.db.models import FlowRun, FlowStep
+from vmflow.db.models import FlowEvent, FlowRun, FlowStep
 
 CALLS: list[str] = []
 
@@ -51,6 +51,14 @@ def test_suspended_flow_resumes_without_repeating_steps(db):
     for name in ("one", "two", "three"):
         assert steps[name].state == states.SUCCESS
         assert steps[name].finished_at >= steps[name].started_at
+    with db.read() as session:
+        events = session.query(FlowEvent).filter_by(flow_id=detail.uuid).order_by(
+            FlowEvent.id).all()
+    # One event per finished execution, even though TaskFlow saved each step
+    # several times (state, intention, progress).
+    assert [(e.step, e.phase, e.state, e.results) for e in events] == [
+        ("one", "execute", "SUCCESS", 2), ("two", "execute", "SUCCESS", 3),
+        ("three", "execute", "SUCCESS", 4)]
 
 
 def test_destroy_removes_run_and_steps(db):

@@ -18,14 +18,16 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from taskflow import exceptions as tf_exc
 from taskflow import states as tf_states
 from taskflow.persistence import base, models
 
-from vmflow.db.models import FlowRun, FlowStep, utcnow
+from vmflow.db.models import FlowEvent, FlowRun, FlowStep, utcnow
 from vmflow.db.session import Database
 
+# TaskFlow's own bookkeeping atoms (the injector of a flow's inputs).
+_TASKFLOW_INTERNAL = "_TaskFlow_"
 _FINISHED = {tf_states.SUCCESS, tf_states.FAILURE, tf_states.REVERTED, tf_states.REVERT_FAILURE}
 
 
@@ -95,23 +97,44 @@ class _Connection(base.Connection):
     # -- writes -------------------------------------------------------------------
 
     def update_atom_details(self, atom_detail: models.AtomDetail) -> models.AtomDetail:
+        """Save the step's state; a finished execution or revert is also kept
+        as an event, since a retry resets the step and its row forgets."""
         now = utcnow()
-        values: dict[str, Any] = {
-            "state": atom_detail.state, "intention": atom_detail.intention,
-            "detail": atom_detail.to_dict(), "updated_at": now,
-        }
-        if atom_detail.state == tf_states.RUNNING:
+        state = atom_detail.state
+        detail = atom_detail.to_dict()
+        values: dict[str, Any] = {"state": state, "intention": atom_detail.intention,
+                                  "detail": detail, "updated_at": now}
+        if state in (tf_states.RUNNING, tf_states.REVERTING):
             values.update(started_at=now, finished_at=None)
-        elif atom_detail.state in _FINISHED:
+        elif state in _FINISHED:
             values["finished_at"] = now
-        elif atom_detail.state == tf_states.PENDING:
+        elif state == tf_states.PENDING:
             values.update(started_at=None, finished_at=None)
         with self._db.write() as session:
-            found = session.execute(update(FlowStep).where(FlowStep.id == atom_detail.uuid)
-                                    .values(**values)
-                                    .execution_options(synchronize_session=False)).rowcount
-        if not found:
-            raise tf_exc.NotFound(f"no atom detail {atom_detail.uuid}")
+            # A change of state (the row's times move, and a finished execution
+            # or revert becomes an event) ...
+            moved = session.execute(
+                update(FlowStep)
+                .where(FlowStep.id == atom_detail.uuid,
+                       or_(FlowStep.state.is_(None), FlowStep.state != state))
+                .values(**values).returning(FlowStep.flow_id, FlowStep.started_at)
+                .execution_options(synchronize_session=False)).first()
+            if moved is None:
+                # ... or the same state with new intention, progress or results.
+                found = session.execute(
+                    update(FlowStep).where(FlowStep.id == atom_detail.uuid)
+                    .values(intention=atom_detail.intention, detail=detail, updated_at=now)
+                    .execution_options(synchronize_session=False)).rowcount
+                if not found:
+                    raise tf_exc.NotFound(f"no atom detail {atom_detail.uuid}")
+            elif state in _FINISHED and not atom_detail.name.startswith(_TASKFLOW_INTERNAL):
+                reverted = state in (tf_states.REVERTED, tf_states.REVERT_FAILURE)
+                session.add(FlowEvent(
+                    flow_id=moved.flow_id, step=atom_detail.name,
+                    phase="revert" if reverted else "execute", state=state,
+                    results=detail.get("revert_results" if reverted else "results"),
+                    failure=detail.get("revert_failure" if reverted else "failure"),
+                    started_at=moved.started_at, finished_at=now))
         return atom_detail
 
     def update_flow_details(self, flow_detail: models.FlowDetail,
@@ -142,6 +165,7 @@ class _Connection(base.Connection):
 
     def destroy_logbook(self, book_uuid: str) -> None:
         with self._db.write() as session:
+            session.query(FlowEvent).filter(FlowEvent.flow_id == book_uuid).delete()
             session.query(FlowStep).filter(FlowStep.flow_id == book_uuid).delete()
             session.query(FlowRun).filter(FlowRun.id == book_uuid).delete()
 

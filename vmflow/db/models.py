@@ -254,3 +254,21 @@ class FlowStep(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class FlowEvent(Base):
+    """One finished execution or revert of a step: the history a retry overwrites
+    in ``flow_steps`` is kept here (these are an instance action's events)."""
+
+    __tablename__ = "flow_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"),
+                                         index=True)
+    step: Mapped[str] = mapped_column(String(255))
+    phase: Mapped[str] = mapped_column(String(16))  # "execute" or "revert"
+    state: Mapped[str] = mapped_column(String(32))  # the step's TaskFlow state
+    results: Mapped[Any] = mapped_column(JSON, nullable=True)
+    failure: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,8 +1,9 @@
 """/servers/{id}/os-instance-actions: every operation on a server, step by step.
 
 An instance action is a flow run (the operation, who asked, the request id);
-its events are the run's persisted steps, with their start, finish and result.
-The scheduling step's event carries the scheduler's decision in ``details``.
+its events are every finished execution and revert of the run's steps, retries
+included, with start, finish and result.  The scheduling step's event carries
+the scheduler's decision in ``details``, a failed step's event the failure.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
+from scheduler.manager import Decision, FilterStep
 from vmflow import exception
 from vmflow.db import instances as instances_db
-from vmflow.db.models import FlowRun, FlowStep
+from vmflow.db.models import FlowEvent, FlowRun
 from webapp.api import common
 
 bp = Blueprint("instance_actions", __name__)
 
-_RESULTS = {"SUCCESS": "Success", "FAILURE": "Error", "REVERTED": "Error",
-            "REVERT_FAILURE": "Error"}
 # Flow-run names as Nova calls the actions.
 _ACTIONS = {"launch": "create", "delete": "delete"}
 
@@ -39,46 +39,28 @@ def _action(run: FlowRun) -> dict:
             "message": "Error" if failed else None}
 
 
-def _details(step: FlowStep) -> str | None:
-    """The scheduler's decision, readable, for the scheduling step."""
-    results = (step.detail or {}).get("results")
-    if step.name.endswith("select-destinations") and isinstance(results, list) \
-            and len(results) == 2 and isinstance(results[1], dict):
-        from scheduler.manager import Decision, FilterStep
-
-        raw = dict(results[1])
-        raw["steps"] = [FilterStep(**s) for s in raw.get("steps", [])]
-        return "\n".join(Decision(**raw).lines(max_reasons=10_000))
-    failure = (step.detail or {}).get("failure")
-    if failure:
-        return failure.get("exception_str")
-    return None
-
-
-def _retry_history(step: FlowStep) -> str | None:
-    """What went wrong in each earlier attempt of a retried part of the flow."""
-    results = (step.detail or {}).get("results")
-    if step.kind != "RetryDetail" or not isinstance(results, list):
+def _decision_text(results) -> str | None:
+    """The scheduler's decision, readable, from the scheduling step's results."""
+    if not (isinstance(results, list) and len(results) == 2 and isinstance(results[1], dict)
+            and "steps" in results[1]):
         return None
-    lines = []
-    for attempt, (provided, failures) in enumerate(results, start=1):
-        for atom, failure in (failures or {}).items():
-            lines.append(f"attempt {provided or attempt}: {atom} failed: "
-                         f"{(failure or {}).get('exception_str')}")
-    return "\n".join(lines) or None
+    raw = dict(results[1])
+    raw["steps"] = [FilterStep(**s) for s in raw.get("steps", [])]
+    return "\n".join(Decision(**raw).lines(max_reasons=10_000))
 
 
-def _event(step: FlowStep, admin: bool) -> dict:
-    failure = (step.detail or {}).get("failure")
-    event = {"event": step.name, "start_time": common.isotime(step.started_at),
-             "finish_time": common.isotime(step.finished_at),
-             "result": _RESULTS.get(step.state or "", None)}
+def _event(event: FlowEvent, admin: bool) -> dict:
+    failure = event.failure or None
+    name = event.step if event.phase == "execute" else f"{event.step} (revert)"
+    body = {"event": name, "start_time": common.isotime(event.started_at),
+            "finish_time": common.isotime(event.finished_at),
+            "result": "Error" if failure or event.state == "REVERT_FAILURE" else "Success"}
     if admin:
-        event["traceback"] = failure.get("traceback_str") if failure else None
-    details = _details(step) or _retry_history(step)
+        body["traceback"] = failure.get("traceback_str") if failure else None
+    details = failure.get("exception_str") if failure else _decision_text(event.results)
     if details:
-        event["details"] = details
-    return event
+        body["details"] = details
+    return body
 
 
 @bp.get("/servers/<server_id>/os-instance-actions")
@@ -100,9 +82,8 @@ def show(server_id: str, request_id: str):
         if run is None:
             raise exception.NotFound(f"Action for request_id {request_id} on instance "
                                      f"{server_id} not found")
-        steps = session.scalars(select(FlowStep).where(
-            FlowStep.flow_id == run.id, FlowStep.started_at.is_not(None))
-            .order_by(FlowStep.started_at))
+        events = session.scalars(select(FlowEvent).where(FlowEvent.flow_id == run.id)
+                                 .order_by(FlowEvent.id))
         body = _action(run)
-        body["events"] = [_event(s, admin) for s in steps]
+        body["events"] = [_event(e, admin) for e in events]
         return jsonify({"instanceAction": body})
