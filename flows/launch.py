@@ -197,17 +197,19 @@ def request_spec(session, instance_uuid: str, request: dict[str, Any], flavor: d
     group = None
     if request.get("group"):
         row = aggregates_db.get_group(session, request["group"], None)
-        members = [m for m in aggregates_db.group_members(session, row.uuid)
-                   if m != instance_uuid]
-        hosts = set(session.scalars(select(Instance.host).where(
-            Instance.uuid.in_(members), Instance.deleted.is_(False),
-            Instance.host.is_not(None))))
         group = ServerGroupInfo(uuid=row.uuid, name=row.name, policy=row.policy,
-                                hosts=frozenset(hosts))
+                                hosts=_member_hosts(session, row.uuid, instance_uuid))
     return RequestSpec(instance_uuid=instance_uuid, project_id=instance.project_id,
                        flavor=flavor, image=image,
                        availability_zone=request.get("availability_zone"),
                        tried_hosts=frozenset(instance.tried_hosts or []), group=group)
+
+
+def _member_hosts(session, group_uuid: str, instance_uuid: str) -> frozenset[str]:
+    """Hosts of the group's other live members."""
+    members = [m for m in aggregates_db.group_members(session, group_uuid) if m != instance_uuid]
+    return frozenset(session.scalars(select(Instance.host).where(
+        Instance.uuid.in_(members), Instance.deleted.is_(False), Instance.host.is_not(None))))
 
 
 def _group_allows(session, request: dict[str, Any], instance_uuid: str, host: str) -> bool:
@@ -223,9 +225,7 @@ def _group_allows(session, request: dict[str, Any], instance_uuid: str, host: st
                            .with_for_update())
     if group is None:
         return True
-    members = [m for m in aggregates_db.group_members(session, group.uuid) if m != instance_uuid]
-    hosts = set(session.scalars(select(Instance.host).where(
-        Instance.uuid.in_(members), Instance.deleted.is_(False), Instance.host.is_not(None))))
+    hosts = _member_hosts(session, group.uuid, instance_uuid)
     if group.policy == "anti-affinity":
         return host not in hosts
     return not hosts or host in hosts
