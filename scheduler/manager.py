@@ -12,6 +12,7 @@ request id and returned to the flow, which persists it with the step.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import random
 from collections.abc import Hashable
@@ -127,30 +128,58 @@ class Scheduler:
 
     def _filter(self, hosts: list[HostState], spec: RequestSpec, decision: Decision
                 ) -> list[HostState]:
+        """Run the filters in order, recording what each let in and kept out.
+
+        Cached (usage-independent) verdicts are applied to a set of host names,
+        so a run of them costs set operations, not a pass over the hosts each.
+        """
         everyone = hosts
+        alive: set[str] | None = None  # names still in while ``hosts`` is stale
         for flt in self.filters:
-            passed, rejected = [], {}
             key = flt.cache_key(spec)
             if key is not None:
                 verdicts = self._static_verdicts(flt, key, spec, everyone)
-                if verdicts:
-                    passed = [h for h in hosts if h.host not in verdicts]
-                    rejected = {h.host: verdicts[h.host] for h in hosts if h.host in verdicts}
-                else:
-                    passed = hosts
-            else:
-                rejection = flt.rejection
-                for host in hosts:
-                    why = rejection(host, spec)
-                    if why is None:
-                        passed.append(host)
-                    else:
-                        rejected[host.host] = why
+                if alive is None:
+                    alive = {h.host for h in hosts}
+                out = alive & verdicts.keys()
+                decision.steps.append(FilterStep(flt.name, len(alive), len(out),
+                                                 {name: verdicts[name] for name in out}))
+                alive -= out
+                if not alive:
+                    return []
+                continue
+            if alive is not None:
+                hosts, alive = [h for h in hosts if h.host in alive], None
+            passed, rejected = self._dynamic(flt, hosts, spec)
             decision.steps.append(FilterStep(flt.name, len(hosts), len(rejected), rejected))
             hosts = passed
             if not hosts:
-                break
+                return []
+        if alive is not None:
+            hosts = [h for h in hosts if h.host in alive]
         return hosts
+
+    @staticmethod
+    def _dynamic(flt: BaseHostFilter, hosts: list[HostState], spec: RequestSpec
+                 ) -> tuple[list[HostState], dict[str, str]]:
+        """A filter whose verdicts depend on usage: asked for these hosts now."""
+        rejected: dict[str, str] = {}
+        named = flt.named_rejections(spec)
+        if named is not None:
+            if not named:
+                return hosts, rejected
+            for host in [h for h in hosts if h.host in named]:
+                why = flt.rejection(host, spec)
+                if why is not None:
+                    rejected[host.host] = why
+            return ([h for h in hosts if h.host not in rejected] if rejected else hosts,
+                    rejected)
+        passed = flt.passing(hosts, spec)
+        if len(passed) != len(hosts):
+            kept = {id(h) for h in passed}
+            rejected = {h.host: flt.rejection(h, spec) or "rejected"
+                        for h in hosts if id(h) not in kept}
+        return passed, rejected
 
     def _weigh(self, hosts: list[HostState], spec: RequestSpec, decision: Decision
                ) -> list[HostState]:
@@ -159,13 +188,16 @@ class Scheduler:
             multiplier = weigher.multiplier()
             if not multiplier:
                 continue
-            scaled = normalize([weigher.weigh(h, spec) for h in hosts])
+            scaled = normalize(weigher.weigh_all(hosts, spec))
             totals = [t + multiplier * s for t, s in zip(totals, scaled, strict=True)]
-        order = sorted(range(len(hosts)), key=lambda i: (-totals[i], hosts[i].host))
-        # The best few are what an operator compares; all of them would make
-        # every decision as large as the cloud.
-        decision.weights = {hosts[i].host: round(totals[i], 6) for i in order[:WEIGHTS_KEPT]}
-        ranked = [hosts[i] for i in order]
+        # Only the best few are needed: the candidates, and the weights an
+        # operator compares (all of them would make each decision as large as
+        # the cloud).  Ties go to the host name, so decisions are repeatable.
+        keep = max(self.max_candidates, WEIGHTS_KEPT, self.config.host_subset_size)
+        best = heapq.nsmallest(keep, zip([-t for t in totals], [h.host for h in hosts],
+                                         range(len(hosts)), strict=True))
+        decision.weights = {name: round(-neg, 6) for neg, name, _ in best[:WEIGHTS_KEPT]}
+        ranked = [hosts[i] for _, _, i in best]
         subset = max(1, min(self.config.host_subset_size, len(ranked)))
         if subset > 1:  # spread racing schedulers over the best few
             pick = random.randrange(subset)

@@ -18,6 +18,10 @@ _POWER = {
 }
 
 
+# Errors that mean "someone else already stopped or removed it".
+_ALREADY_GONE = frozenset({libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID})
+
+
 class Guest:
     def __init__(self, domain: libvirt.virDomain) -> None:
         self._domain = domain
@@ -41,17 +45,26 @@ class Guest:
             self._domain.create()
 
     def poweroff(self) -> bool:
-        """Pull the plug; False if it was not running."""
-        if not self.is_active():
-            return False
-        self._domain.destroy()
+        """Pull the plug; False if it was not running (or is gone)."""
+        try:
+            if not self.is_active():
+                return False
+            self._domain.destroy()
+        except libvirt.libvirtError as err:
+            if err.get_error_code() in _ALREADY_GONE:
+                return False
+            raise
         return True
 
     def delete_configuration(self) -> None:
-        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        """Undefine the guest (and its managed-save image); gone already is fine."""
         try:
-            self._domain.undefineFlags(flags)
+            try:
+                self._domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                    raise
+                self._domain.undefine()
         except libvirt.libvirtError as err:
-            if err.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+            if err.get_error_code() not in _ALREADY_GONE:
                 raise
-            self._domain.undefine()

@@ -25,6 +25,7 @@ LOG = logging.getLogger(__name__)
 REPORT_TASK = "vmflow.conductor.report_host"
 RATIOS = ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio")
 COMPUTE_BINARY = "vmflow-compute"
+LOCK_STRIPES = 64
 
 
 class ComputeManager:
@@ -37,14 +38,25 @@ class ComputeManager:
         self.host = host
         self.driver = driver
         self._inject = inject_failure
+        # Striped: a fixed set of locks, an instance always maps to the same one.
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+
+    def _instance_lock(self, instance_uuid: str) -> threading.Lock:
+        return self._locks[hash(instance_uuid) % LOCK_STRIPES]
 
     def dispatch(self, method: str, kwargs: dict[str, Any]) -> Any:
+        """Run one step; steps on the same instance run one at a time (a delete
+        tearing a guest down while a failed launch reverts it, say)."""
         if method not in self.STEPS:
             raise exception.Invalid(f"unknown compute step {method!r}")
         if self._inject in (method, "*"):
             raise exception.HypervisorError(host=self.host, step=method,
                                             reason="failure injected by configuration")
-        return getattr(self, method)(**kwargs)
+        instance_uuid = kwargs.get("instance_uuid") or (kwargs.get("instance") or {}).get("uuid")
+        if not instance_uuid:
+            return getattr(self, method)(**kwargs)
+        with self._instance_lock(instance_uuid):
+            return getattr(self, method)(**kwargs)
 
     def host_report(self) -> dict[str, Any]:
         return self.driver.host_report()

@@ -11,7 +11,7 @@ run, in that order).
 from __future__ import annotations
 
 import abc
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 
 from scheduler.host_state import HostState
 from scheduler.request_spec import RequestSpec
@@ -34,6 +34,17 @@ class BaseHostFilter(abc.ABC):
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         return self.rejection(host, spec) is None
+
+    def passing(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        """The hosts that pass, in order.  Filters may answer in bulk, faster than
+        one call per host; :meth:`rejection` stays the rule and gives the reasons."""
+        rejection = self.rejection
+        return [h for h in hosts if rejection(h, spec) is None]
+
+    def named_rejections(self, spec: RequestSpec) -> Collection[str] | None:
+        """If this filter can reject only hosts named in advance (hosts tried
+        already, hosts of a group's members), their names; otherwise None."""
+        return None
 
     def cache_key(self, spec: RequestSpec) -> Hashable | None:
         """What of ``spec`` this filter's verdicts depend on, if they depend on

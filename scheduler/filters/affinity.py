@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from scheduler.filters import BaseHostFilter
 from scheduler.host_state import HostState
 from scheduler.request_spec import RequestSpec
@@ -9,6 +11,12 @@ from scheduler.request_spec import RequestSpec
 
 class ServerGroupAffinityFilter(BaseHostFilter):
     """In an affinity group that already has members, only their hosts qualify."""
+
+    def named_rejections(self, spec: RequestSpec) -> Collection[str] | None:
+        group = spec.group
+        if group is None or group.policy != "affinity" or not group.hosts:
+            return ()  # rejects nothing
+        return None  # rejects every host but a few: ask each
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         group = spec.group
@@ -22,6 +30,10 @@ class ServerGroupAffinityFilter(BaseHostFilter):
 
 class ServerGroupAntiAffinityFilter(BaseHostFilter):
     """In an anti-affinity group, hosts that already run a member are excluded."""
+
+    def named_rejections(self, spec: RequestSpec) -> Collection[str]:
+        group = spec.group
+        return group.hosts if group is not None and group.policy == "anti-affinity" else ()
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         group = spec.group

@@ -31,6 +31,11 @@ def _shortfall(total: int, ratio: float, used: int, requested: int, unit: str) -
 class RamFilter(BaseHostFilter):
     """Reject a host without enough RAM (MB) for the flavor."""
 
+    def passing(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        need = spec.resources.memory_mb
+        return [h for h in hosts if need <= h.memory_mb
+                and need <= h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used]
+
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         return _shortfall(host.memory_mb, host.ram_allocation_ratio, host.memory_mb_used,
                           spec.resources.memory_mb, "MB")
@@ -39,6 +44,11 @@ class RamFilter(BaseHostFilter):
 class DiskFilter(BaseHostFilter):
     """Reject a host without enough local disk (GB) for root plus ephemeral disk."""
 
+    def passing(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        need = spec.resources.disk_gb
+        return [h for h in hosts if need <= h.local_gb
+                and need <= h.local_gb * h.disk_allocation_ratio - h.local_gb_used]
+
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         return _shortfall(host.local_gb, host.disk_allocation_ratio, host.local_gb_used,
                           spec.resources.disk_gb, "GB")
@@ -46,6 +56,11 @@ class DiskFilter(BaseHostFilter):
 
 class CoreFilter(BaseHostFilter):
     """Reject a host without enough vCPUs for the flavor."""
+
+    def passing(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        need = spec.resources.vcpus
+        return [h for h in hosts if need <= h.vcpus
+                and need <= h.vcpus * h.cpu_allocation_ratio - h.vcpus_used]
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         return _shortfall(host.vcpus, host.cpu_allocation_ratio, host.vcpus_used,

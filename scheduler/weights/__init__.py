@@ -32,6 +32,11 @@ class BaseHostWeigher(abc.ABC):
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         """The host's raw score for this request (higher is better)."""
 
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        """Raw scores of many hosts; weighers may compute them in bulk."""
+        weigh = self.weigh
+        return [weigh(h, spec) for h in hosts]
+
 
 def normalize(values: list[float]) -> list[float]:
     """Scale values to 0..1 (all equal: all 0)."""

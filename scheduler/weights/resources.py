@@ -21,6 +21,9 @@ class RAMWeigher(BaseHostWeigher):
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return host.free_ram_mb
 
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        return [h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used for h in hosts]
+
 
 class CPUWeigher(BaseHostWeigher):
     """Score: free vCPUs; multiplier ``cpu_weight_multiplier``."""
@@ -31,6 +34,9 @@ class CPUWeigher(BaseHostWeigher):
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return host.free_vcpus
 
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        return [h.vcpus * h.cpu_allocation_ratio - h.vcpus_used for h in hosts]
+
 
 class DiskWeigher(BaseHostWeigher):
     """Score: free local disk in GB; multiplier ``disk_weight_multiplier``."""
@@ -40,3 +46,6 @@ class DiskWeigher(BaseHostWeigher):
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return host.free_disk_gb
+
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        return [h.local_gb * h.disk_allocation_ratio - h.local_gb_used for h in hosts]
