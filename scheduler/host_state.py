@@ -72,6 +72,13 @@ class HostState:
         self.local_gb_used += sign * res.disk_gb
 
 
+def _static_part(host: HostState) -> tuple:
+    """What of a host does not change with usage."""
+    return (host.host, host.enabled, host.up, host.availability_zone, host.cpu_arch,
+            host.hypervisor_type, host.hypervisor_version, host.vcpus, host.memory_mb,
+            host.local_gb, tuple(tuple(sorted(m.items())) for m in host.aggregates))
+
+
 class HostStateCache:
     def __init__(self, db: Database, *, service_down_time: float = 60.0,
                  refresh_interval: float = 1.0, default_zone: str = "nova") -> None:
@@ -82,8 +89,11 @@ class HostStateCache:
         self._lock = threading.Lock()
         self._hosts: dict[str, HostState] = {}
         self._loaded_at = 0.0
-        # Bumped on every reload: verdicts cached per load are then stale.
+        # Bumped when a reload changes what usage-independent filters look at
+        # (zones, aggregates, capabilities, service state): verdicts cached for
+        # the previous generation are then stale.  Usage changes do not bump it.
         self.generation = 0
+        self._fingerprint: int | None = None
 
     def _load(self) -> dict[str, HostState]:
         with self._db.read() as session:
@@ -120,7 +130,10 @@ class HostStateCache:
             if time.monotonic() - self._loaded_at > self._interval:
                 self._hosts = self._load()
                 self._loaded_at = time.monotonic()
-                self.generation += 1
+                fingerprint = hash(tuple(_static_part(h) for h in self._hosts.values()))
+                if fingerprint != self._fingerprint:
+                    self._fingerprint = fingerprint
+                    self.generation += 1
             return list(self._hosts.values())
 
     def zone_of(self, host: str) -> str:

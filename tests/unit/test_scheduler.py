@@ -124,3 +124,30 @@ def test_usage_dependent_capabilities_are_never_cached():
     assert sched.select(busy)[0] == ["a"]
     hosts[0].vcpus_used, hosts[1].vcpus_used = 3, 0  # usage changed, no reload
     assert sched.select(busy)[0] == ["b"]
+
+
+def test_host_state_generation_moves_only_when_static_attributes_change(db):
+    from sqlalchemy import update
+
+    from scheduler.host_state import HostStateCache
+    from vmflow.db import aggregates as aggregates_db
+    from vmflow.db import hosts as hosts_db
+    from vmflow.db.models import ComputeNode
+
+    with db.write() as session:
+        hosts_db.report_node(session, "h1", {"hypervisor_hostname": "h1",
+                                             "hypervisor_type": "QEMU", "vcpus": 4,
+                                             "memory_mb": 4096, "local_gb": 40},
+                             {"cpu_allocation_ratio": 1.0, "ram_allocation_ratio": 1.0,
+                              "disk_allocation_ratio": 1.0})
+        hosts_db.heartbeat(session, "vmflow-compute", "h1")
+    cache = HostStateCache(db, refresh_interval=0)
+    cache.snapshot()
+    first = cache.generation
+    with db.write() as session:  # usage changes: same generation
+        session.execute(update(ComputeNode).values(vcpus_used=2))
+    assert cache.snapshot()[0].vcpus_used == 2 and cache.generation == first
+    with db.write() as session:  # a zone appears: new generation
+        agg = aggregates_db.create(session, "a", "az-x")
+        aggregates_db.add_host(session, agg, "h1")
+    assert cache.snapshot()[0].availability_zone == "az-x" and cache.generation == first + 1
