@@ -14,6 +14,8 @@ Each flow run is its own logbook (book uuid == flow uuid).
 
 from __future__ import annotations
 
+import collections
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +28,7 @@ from taskflow.persistence import base, models
 from vmflow.db.models import FlowEvent, FlowRun, FlowStep, utcnow
 from vmflow.db.session import Database
 
+_REMEMBERED_STATES = 100_000
 # TaskFlow's own bookkeeping atoms (the injector of a flow's inputs).
 _TASKFLOW_INTERNAL = "_TaskFlow_"
 _FINISHED = {tf_states.SUCCESS, tf_states.FAILURE, tf_states.REVERTED, tf_states.REVERT_FAILURE}
@@ -45,6 +48,24 @@ class FlowStore(base.Backend):
     def __init__(self, db: Database) -> None:
         super().__init__({})
         self.db = db
+        # The state this process last saved for each recent atom, so that most
+        # saves know without asking whether the state changed (TaskFlow saves an
+        # atom several times per state: intention, progress, results).
+        self.last_states: collections.OrderedDict[str, str | None] = collections.OrderedDict()
+        self._states_lock = threading.Lock()
+
+    def remember_state(self, atom_uuid: str, state: str | None) -> None:
+        with self._states_lock:
+            self.last_states[atom_uuid] = state
+            self.last_states.move_to_end(atom_uuid)
+            while len(self.last_states) > _REMEMBERED_STATES:
+                self.last_states.popitem(last=False)
+
+    def known_state(self, atom_uuid: str) -> tuple[bool, str | None]:
+        with self._states_lock:
+            if atom_uuid in self.last_states:
+                return True, self.last_states[atom_uuid]
+        return False, None
 
     def get_connection(self) -> _Connection:
         return _Connection(self)
@@ -110,32 +131,44 @@ class _Connection(base.Connection):
             values["finished_at"] = now
         elif state == tf_states.PENDING:
             values.update(started_at=None, finished_at=None)
+        known, previous = self._store.known_state(atom_detail.uuid)
         with self._db.write() as session:
-            # A change of state (the row's times move, and a finished execution
-            # or revert becomes an event) ...
-            moved = session.execute(
-                update(FlowStep)
-                .where(FlowStep.id == atom_detail.uuid,
-                       or_(FlowStep.state.is_(None), FlowStep.state != state))
-                .values(**values).returning(FlowStep.flow_id, FlowStep.started_at)
-                .execution_options(synchronize_session=False)).first()
-            if moved is None:
-                # ... or the same state with new intention, progress or results.
-                found = session.execute(
-                    update(FlowStep).where(FlowStep.id == atom_detail.uuid)
-                    .values(intention=atom_detail.intention, detail=detail, updated_at=now)
-                    .execution_options(synchronize_session=False)).rowcount
-                if not found:
-                    raise tf_exc.NotFound(f"no atom detail {atom_detail.uuid}")
-            elif state in _FINISHED and not atom_detail.name.startswith(_TASKFLOW_INTERNAL):
-                reverted = state in (tf_states.REVERTED, tf_states.REVERT_FAILURE)
-                session.add(FlowEvent(
-                    flow_id=moved.flow_id, step=atom_detail.name,
-                    phase="revert" if reverted else "execute", state=state,
-                    results=detail.get("revert_results" if reverted else "results"),
-                    failure=detail.get("revert_failure" if reverted else "failure"),
-                    started_at=moved.started_at, finished_at=now))
+            if known and previous == state:
+                # The same state with new intention, progress or results.
+                self._save_same_state(session, atom_detail, detail, now)
+            else:
+                # A change of state: the row's times move, and a finished
+                # execution or revert becomes an event.  (Not knowing the
+                # previous state, the guard in the WHERE clause finds out.)
+                moved = session.execute(
+                    update(FlowStep)
+                    .where(FlowStep.id == atom_detail.uuid,
+                           or_(FlowStep.state.is_(None), FlowStep.state != state))
+                    .values(**values).returning(FlowStep.flow_id, FlowStep.started_at)
+                    .execution_options(synchronize_session=False)).first()
+                if moved is None:
+                    self._save_same_state(session, atom_detail, detail, now)
+                elif state in _FINISHED and not atom_detail.name.startswith(_TASKFLOW_INTERNAL):
+                    reverted = state in (tf_states.REVERTED, tf_states.REVERT_FAILURE)
+                    session.add(FlowEvent(
+                        flow_id=moved.flow_id, step=atom_detail.name,
+                        phase="revert" if reverted else "execute", state=state,
+                        results=detail.get("revert_results" if reverted else "results"),
+                        failure=detail.get("revert_failure" if reverted else "failure"),
+                        started_at=moved.started_at, finished_at=now))
+        self._store.remember_state(atom_detail.uuid, state)
         return atom_detail
+
+    @staticmethod
+    def _save_same_state(session, atom_detail: models.AtomDetail, detail: dict[str, Any],
+                         now) -> None:
+        found = session.execute(
+            update(FlowStep).where(FlowStep.id == atom_detail.uuid)
+            .values(state=atom_detail.state, intention=atom_detail.intention, detail=detail,
+                    updated_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        if not found:
+            raise tf_exc.NotFound(f"no atom detail {atom_detail.uuid}")
 
     def update_flow_details(self, flow_detail: models.FlowDetail,
                             ignore_missing: bool = False) -> models.FlowDetail:
