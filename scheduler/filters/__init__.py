@@ -14,19 +14,12 @@ import abc
 from collections.abc import Collection, Hashable
 
 from scheduler.host_state import HostState
+from scheduler.plugin import Plugin
 from scheduler.request_spec import RequestSpec
-from vmflow.config import Config
 
 
-class BaseHostFilter(abc.ABC):
+class BaseHostFilter(Plugin, abc.ABC):
     """Decide whether one host can take one request."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
 
     @abc.abstractmethod
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:

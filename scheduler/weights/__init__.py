@@ -12,18 +12,11 @@ from __future__ import annotations
 import abc
 
 from scheduler.host_state import HostState
+from scheduler.plugin import Plugin
 from scheduler.request_spec import RequestSpec
-from vmflow.config import Config
 
 
-class BaseHostWeigher(abc.ABC):
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
+class BaseHostWeigher(Plugin, abc.ABC):
     @abc.abstractmethod
     def multiplier(self) -> float:
         """How much this weigher counts (from configuration)."""
