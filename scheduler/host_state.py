@@ -104,8 +104,6 @@ class HostStateCache:
             for node in hosts_db.list_nodes(session):
                 service = services.get(node.host)
                 metadata = aggregates.get(node.host, [])
-                zones = sorted({m["availability_zone"] for m in metadata
-                                if m.get("availability_zone")})
                 result[node.host] = HostState(
                     host=node.host, vcpus=node.vcpus, memory_mb=node.memory_mb,
                     local_gb=node.local_gb, vcpus_used=node.vcpus_used,
@@ -117,7 +115,7 @@ class HostStateCache:
                     enabled=service is not None and not service.disabled,
                     up=service is not None and hosts_db.is_up(service, self._down_after),
                     hypervisor_version=node.hypervisor_version,
-                    availability_zone=zones[0] if zones else self._default_zone,
+                    availability_zone=aggregates_db.zone_of(metadata) or self._default_zone,
                     aggregates=metadata,
                 )
         return result

@@ -26,7 +26,7 @@ from vmflow.db import hosts as hosts_db
 from vmflow.db.flowstore import FlowStore
 from vmflow.db.models import FlowRun
 from vmflow.db.session import Database
-from workers.compute import COMPUTE_BINARY, REPORT_TASK
+from workers.compute import COMPUTE_BINARY, RATIOS, REPORT_TASK
 from workers.rpc import ComputeClient
 
 LOG = logging.getLogger(__name__)
@@ -117,9 +117,7 @@ class Conductor:
     # -- on behalf of compute hosts ---------------------------------------------------
 
     def report_host(self, host: str, report: dict) -> None:
-        ratios = {"cpu_allocation_ratio": self.cfg.cpu_allocation_ratio,
-                  "ram_allocation_ratio": self.cfg.ram_allocation_ratio,
-                  "disk_allocation_ratio": self.cfg.disk_allocation_ratio}
+        ratios = {name: getattr(self.cfg, name) for name in RATIOS}
         overrides = report.get("allocation_ratios") or {}
         ratios.update({k: float(v) for k, v in overrides.items() if k in ratios})
         with self.db.write() as session:

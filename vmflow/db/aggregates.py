@@ -52,14 +52,16 @@ def metadata_by_host(session: Session) -> dict[str, list[dict[str, str]]]:
     return result
 
 
-def zones_of_hosts(session: Session, default_zone: str) -> dict[str, str]:
+def zone_of(metadata: list[dict[str, str]]) -> str | None:
+    """The zone a host's aggregates put it in (the first by name), if any."""
+    named = sorted({m[ZONE_KEY] for m in metadata if m.get(ZONE_KEY)})
+    return named[0] if named else None
+
+
+def zones_of_hosts(session: Session) -> dict[str, str]:
     """Each host that is in a zone-bearing aggregate, mapped to that zone."""
-    zones: dict[str, str] = {}
-    for host, metadata in metadata_by_host(session).items():
-        named = sorted({m[ZONE_KEY] for m in metadata if m.get(ZONE_KEY)})
-        if named:
-            zones[host] = named[0]
-    return zones
+    zones = {host: zone_of(metadata) for host, metadata in metadata_by_host(session).items()}
+    return {host: zone for host, zone in zones.items() if zone}
 
 
 def create(session: Session, name: str, zone: str | None) -> Aggregate:

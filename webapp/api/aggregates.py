@@ -47,12 +47,8 @@ def index():
 @bp.post("/os-aggregates")
 def create():
     common.require_admin("os_compute_api:os-aggregates:create")
-    body = common.json_body()
-    validation.only_keys(body, {"aggregate"}, "the request body")
-    agg = body.get("aggregate")
-    if not isinstance(agg, dict):
-        raise exception.Invalid("Invalid input: 'aggregate' is a required object.")
-    validation.only_keys(agg, {"name", "availability_zone"}, "aggregate")
+    agg = validation.body_object(common.json_body(), "aggregate",
+                                 {"name", "availability_zone"})
     name = validation.string(agg, "name", "aggregate", required=True, min_len=1)
     zone = _zone(agg, "aggregate")
     with common.db().write() as session:

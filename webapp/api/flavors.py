@@ -38,12 +38,7 @@ _FLAVOR_KEYS = {"name", "ram", "vcpus", "disk", "id", "OS-FLV-EXT-DATA:ephemeral
 @bp.post("/flavors")
 def create():
     common.require_admin("os_compute_api:os-flavor-manage:create")
-    body = common.json_body()
-    validation.only_keys(body, {"flavor"}, "the request body")
-    spec = body.get("flavor")
-    if not isinstance(spec, dict):
-        raise exception.Invalid("Invalid input: 'flavor' is a required object.")
-    validation.only_keys(spec, _FLAVOR_KEYS, "flavor")
+    spec = validation.body_object(common.json_body(), "flavor", _FLAVOR_KEYS)
     name = validation.string(spec, "name", "flavor", required=True, min_len=1)
     for key in ("ram", "vcpus", "disk"):
         if spec.get(key) is None:

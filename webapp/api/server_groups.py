@@ -44,12 +44,7 @@ def index():
 
 @bp.post("/os-server-groups")
 def create():
-    body = common.json_body()
-    validation.only_keys(body, {"server_group"}, "the request body")
-    group = body.get("server_group")
-    if not isinstance(group, dict):
-        raise exception.Invalid("Invalid input: 'server_group' is a required object.")
-    validation.only_keys(group, {"name", "policies"}, "server_group")
+    group = validation.body_object(common.json_body(), "server_group", {"name", "policies"})
     name = validation.string(group, "name", "server_group", required=True, min_len=1)
     policies = group.get("policies")
     if (not isinstance(policies, list) or len(policies) != 1 or policies[0] not in POLICIES):

@@ -20,7 +20,7 @@ bp = Blueprint("servers", __name__)
 _SERVER_KEYS = {"name", "imageRef", "flavorRef", "availability_zone", "metadata", "min_count",
                 "max_count", "networks", "block_device_mapping_v2", "OS-DCF:diskConfig",
                 "description", "return_reservation_id"}
-_TOP_KEYS = {"server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"}
+_HINT_KEYS = frozenset({"os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"})
 
 
 def _image_from_bdm(server: dict) -> str | None:
@@ -40,12 +40,7 @@ def _image_from_bdm(server: dict) -> str | None:
 
 
 def _parse_create(body: dict) -> dict:
-    validation.only_keys(body, _TOP_KEYS, "the request body")
-    server = body.get("server")
-    if not isinstance(server, dict):
-        raise exception.Invalid("Invalid input for the request body: 'server' is a required "
-                                "property and must be an object.")
-    validation.only_keys(server, _SERVER_KEYS, "server")
+    server = validation.body_object(body, "server", _SERVER_KEYS, also_top=_HINT_KEYS)
     name = validation.string(server, "name", "server", required=True, min_len=1)
     flavor_ref = validation.string(server, "flavorRef", "server", required=True, min_len=1,
                                    allow_int=True)
@@ -91,7 +86,7 @@ def _check_references(args: dict) -> None:
     cfg = common.config()
     with common.db().read() as session:
         if args["availability_zone"]:
-            zones = set(aggregates_db.zones_of_hosts(session, cfg.default_availability_zone)
+            zones = set(aggregates_db.zones_of_hosts(session)
                         .values()) | {cfg.default_availability_zone}
             if args["availability_zone"] not in zones:
                 raise exception.Invalid(f"The requested availability zone is not available: "

@@ -16,7 +16,7 @@ def index():
     cfg = common.config()
     binary, host = request.args.get("binary"), request.args.get("host")
     with common.db().read() as session:
-        zones = aggregates_db.zones_of_hosts(session, cfg.default_availability_zone)
+        zones = aggregates_db.zones_of_hosts(session)
         rows = [s for s in hosts_db.list_services(session)
                 if (not binary or s.binary == binary) and (not host or s.host == host)]
         return jsonify({"services": [

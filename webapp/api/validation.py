@@ -15,6 +15,19 @@ def only_keys(obj: dict[str, Any], allowed: set[str], where: str) -> None:
                                 f"{'was' if len(extra) == 1 else 'were'} unexpected).")
 
 
+def body_object(body: dict[str, Any], key: str, allowed: set[str],
+                also_top: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The object under ``key`` of a ``{"<key>": {...}}`` body, checked for
+    unknown keys at both levels (``also_top``: other keys the body may have)."""
+    only_keys(body, {key} | also_top, "the request body")
+    obj = body.get(key)
+    if not isinstance(obj, dict):
+        raise exception.Invalid(f"Invalid input for the request body: '{key}' is a required "
+                                "property and must be an object.")
+    only_keys(obj, allowed, key)
+    return obj
+
+
 def string(obj: dict[str, Any], key: str, where: str, *, required: bool = False,
            min_len: int = 0, max_len: int = 255, allow_int: bool = False) -> str | None:
     if key not in obj or obj[key] is None:

@@ -14,7 +14,7 @@ bp = Blueprint("zones", __name__)
 def _zones(session) -> dict[str, dict[str, dict]]:
     """zone -> host -> binary -> state, for every service."""
     cfg = common.config()
-    zone_of = aggregates_db.zones_of_hosts(session, cfg.default_availability_zone)
+    zone_of = aggregates_db.zones_of_hosts(session)
     result: dict[str, dict[str, dict]] = {}
     for svc in hosts_db.list_services(session):
         compute = svc.binary == "vmflow-compute"
