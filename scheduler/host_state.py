@@ -20,7 +20,7 @@ from vmflow.db.claims import Resources
 from vmflow.db.session import Database
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # one object per host and load: identity is equality
 class HostState:
     host: str
     vcpus: int
@@ -41,18 +41,21 @@ class HostState:
     availability_zone: str = "nova"
     # Metadata of every aggregate the host is in.
     aggregates: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    # Free capacity, ``total × ratio − used`` (negative when overcommitted past
+    # the ratio): read by the resource filters and weighers for every host of
+    # every request, so kept as plain attributes.  Usage changes go through
+    # :meth:`consume`, which keeps them true.
+    free_ram_mb: float = dataclasses.field(init=False, repr=False, compare=False)
+    free_vcpus: float = dataclasses.field(init=False, repr=False, compare=False)
+    free_disk_gb: float = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def free_ram_mb(self) -> float:
-        return self.memory_mb * self.ram_allocation_ratio - self.memory_mb_used
+    def __post_init__(self) -> None:
+        self._update_free()
 
-    @property
-    def free_vcpus(self) -> float:
-        return self.vcpus * self.cpu_allocation_ratio - self.vcpus_used
-
-    @property
-    def free_disk_gb(self) -> float:
-        return self.local_gb * self.disk_allocation_ratio - self.local_gb_used
+    def _update_free(self) -> None:
+        self.free_ram_mb = self.memory_mb * self.ram_allocation_ratio - self.memory_mb_used
+        self.free_vcpus = self.vcpus * self.cpu_allocation_ratio - self.vcpus_used
+        self.free_disk_gb = self.local_gb * self.disk_allocation_ratio - self.local_gb_used
 
     @functools.cached_property
     def aggregate_values(self) -> dict[str, frozenset[str]]:
@@ -70,6 +73,7 @@ class HostState:
         self.vcpus_used += sign * res.vcpus
         self.memory_mb_used += sign * res.memory_mb
         self.local_gb_used += sign * res.disk_gb
+        self._update_free()
 
 
 def _static_part(host: HostState) -> tuple:
@@ -93,6 +97,9 @@ class HostStateCache:
         # (zones, aggregates, capabilities, service state): verdicts cached for
         # the previous generation are then stale.  Usage changes do not bump it.
         self.generation = 0
+        # Bumped by every reload, whatever changed: the host state objects are
+        # new ones then, so anything holding the old ones must let them go.
+        self.loads = 0
         self._fingerprint: int | None = None
 
     def _load(self) -> dict[str, HostState]:
@@ -128,6 +135,7 @@ class HostStateCache:
             if time.monotonic() - self._loaded_at > self._interval:
                 self._hosts = self._load()
                 self._loaded_at = time.monotonic()
+                self.loads += 1
                 fingerprint = hash(tuple(_static_part(h) for h in self._hosts.values()))
                 if fingerprint != self._fingerprint:
                     self._fingerprint = fingerprint

@@ -16,12 +16,13 @@ import heapq
 import logging
 import random
 from collections.abc import Hashable
+from operator import add
 from typing import Any
 
 from scheduler.filters import BaseHostFilter, all_filters
 from scheduler.host_state import HostState, HostStateCache
 from scheduler.request_spec import RequestSpec
-from scheduler.weights import BaseHostWeigher, all_weighers, normalize
+from scheduler.weights import BaseHostWeigher, all_weighers, scaling
 from vmflow import exception
 from vmflow.config import Config
 
@@ -102,9 +103,15 @@ class Scheduler:
         self.weighers: list[BaseHostWeigher] = [cls(self.config)
                                                 for cls in all_weighers().values()]
         # Verdicts of filters that depend on no usage, per (filter, key), valid
-        # until the host states are reloaded (see BaseHostFilter.cache_key).
+        # until the host states change in what such filters read (see
+        # BaseHostFilter.cache_key and HostStateCache.generation).
         self._static: dict[tuple[str, Hashable], dict[str, str]] = {}
         self._static_generation = -1
+        # The outcome of the leading run of such filters (their steps and the
+        # hosts that pass them all), per combination of keys, valid until the
+        # next reload: it holds the host state objects of that load.
+        self._prefix: dict[tuple, tuple[list[FilterStep], list[HostState]]] = {}
+        self._prefix_load = -1
         # The chance driver still never picks a host that is down or already tried.
         self._chance_filters = [all_filters()[name](self.config)
                                 for name in ("RetryFilter", "ComputeFilter")]
@@ -128,15 +135,49 @@ class Scheduler:
 
     def _filter(self, hosts: list[HostState], spec: RequestSpec, decision: Decision
                 ) -> list[HostState]:
-        """Run the filters in order, recording what each let in and kept out.
+        """Run the filters in order, recording what each let in and kept out."""
+        keys = [flt.cache_key(spec) for flt in self.filters]
+        lead = next((i for i, key in enumerate(keys) if key is None), len(keys))
+        if lead:
+            steps, hosts = self._leading_run(hosts, spec, keys[:lead])
+            decision.steps.extend(steps)
+        if not hosts:
+            return []
+        return self._filter_from(lead, hosts, spec, keys, decision)
+
+    def _leading_run(self, hosts: list[HostState], spec: RequestSpec, keys: list[Hashable]
+                     ) -> tuple[list[FilterStep], list[HostState]]:
+        """The steps and survivors of the filters before the first one that must
+        be asked every time: the same for every request with the same keys
+        until the host states are reloaded, so computed once per load.  (With
+        the default order that is the zone, service, capability, image and
+        aggregate filters: most of the work, and all of the hosts.)"""
+        loads = getattr(self.cache, "loads", None)  # a view that cannot say: no caching
+        load = (getattr(self.cache, "generation", 0), loads)
+        if load != self._prefix_load or len(self._prefix) > 1024:
+            self._prefix.clear()
+            self._prefix_load = load
+        combined = tuple(keys)
+        found = self._prefix.get(combined)
+        if found is None:
+            decision = Decision(driver="", hosts=len(hosts))
+            survivors = self._filter_from(0, hosts, spec, keys, decision, stop=len(keys))
+            found = (decision.steps, survivors)
+            if loads is not None:
+                self._prefix[combined] = found
+        return found
+
+    def _filter_from(self, start: int, hosts: list[HostState], spec: RequestSpec,
+                     keys: list[Hashable | None], decision: Decision,
+                     stop: int | None = None) -> list[HostState]:
+        """Filters ``start``..``stop`` over ``hosts``.
 
         Cached (usage-independent) verdicts are applied to a set of host names,
         so a run of them costs set operations, not a pass over the hosts each.
         """
         everyone = hosts
         alive: set[str] | None = None  # names still in while ``hosts`` is stale
-        for flt in self.filters:
-            key = flt.cache_key(spec)
+        for flt, key in zip(self.filters[start:stop], keys[start:stop], strict=True):
             if key is not None:
                 verdicts = self._static_verdicts(flt, key, spec, everyone)
                 if alive is None:
@@ -176,28 +217,50 @@ class Scheduler:
                     rejected)
         passed = flt.passing(hosts, spec)
         if len(passed) != len(hosts):
-            kept = {id(h) for h in passed}
+            kept = set(passed)  # host states hash by identity
             rejected = {h.host: flt.rejection(h, spec) or "rejected"
-                        for h in hosts if id(h) not in kept}
+                        for h in hosts if h not in kept}
         return passed, rejected
 
     def _weigh(self, hosts: list[HostState], spec: RequestSpec, decision: Decision
                ) -> list[HostState]:
-        totals = [0.0] * len(hosts)
+        """Hosts ranked by the sum over weighers of multiplier × normalised score.
+
+        Normalising is ``factor × score − offset`` per weigher; the offsets add
+        up to one constant that does not change the order, so hosts are ranked
+        on the products alone (a few passes in C over the scores) and the
+        constant is taken off only for the weights that are recorded.
+        """
+        totals: list[float] | None = None
+        offset = 0.0
         for weigher in self.weighers:
             multiplier = weigher.multiplier()
             if not multiplier:
                 continue
-            scaled = normalize(weigher.weigh_all(hosts, spec))
-            totals = [t + multiplier * s for t, s in zip(totals, scaled, strict=True)]
+            scores = weigher.weigh_all(hosts, spec)
+            factor, shift = scaling(scores)
+            if not factor:
+                continue
+            factor *= multiplier
+            offset += multiplier * shift
+            products = map(factor.__mul__, scores)
+            totals = list(products) if totals is None else list(map(add, totals, products))
+        if totals is None:
+            totals = [0.0] * len(hosts)
         # Only the best few are needed: the candidates, and the weights an
         # operator compares (all of them would make each decision as large as
-        # the cloud).  Ties go to the host name, so decisions are repeatable.
+        # the cloud).  Ties go to the host name, so decisions are repeatable:
+        # every host tied with the last one kept is a contender.
         keep = max(self.max_candidates, WEIGHTS_KEPT, self.config.host_subset_size)
-        best = heapq.nsmallest(keep, zip([-t for t in totals], [h.host for h in hosts],
-                                         range(len(hosts)), strict=True))
-        decision.weights = {name: round(-neg, 6) for neg, name, _ in best[:WEIGHTS_KEPT]}
-        ranked = [hosts[i] for _, _, i in best]
+        if len(hosts) > keep:
+            cutoff = heapq.nlargest(keep, totals)[-1]
+            contenders = [i for i, t in enumerate(totals) if t >= cutoff]
+        else:
+            contenders = range(len(hosts))
+        best = sorted(contenders, key=lambda i: (-totals[i], hosts[i].host))[:keep]
+        decision.weights = {hosts[i].host: round(totals[i] - offset, 6)
+                            for i in best[:WEIGHTS_KEPT]}
+        ranked = [hosts[i] for i in best]
         subset = max(1, min(self.config.host_subset_size, len(ranked)))
         if subset > 1:  # spread racing schedulers over the best few
             pick = random.randrange(subset)

@@ -34,7 +34,7 @@ class RamFilter(BaseHostFilter):
     def passing(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
         need = spec.resources.memory_mb
         return [h for h in hosts if need <= h.memory_mb
-                and need <= h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used]
+                and need <= h.free_ram_mb]
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         return _shortfall(host.memory_mb, host.ram_allocation_ratio, host.memory_mb_used,
@@ -47,7 +47,7 @@ class DiskFilter(BaseHostFilter):
     def passing(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
         need = spec.resources.disk_gb
         return [h for h in hosts if need <= h.local_gb
-                and need <= h.local_gb * h.disk_allocation_ratio - h.local_gb_used]
+                and need <= h.free_disk_gb]
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         return _shortfall(host.local_gb, host.disk_allocation_ratio, host.local_gb_used,
@@ -60,7 +60,7 @@ class CoreFilter(BaseHostFilter):
     def passing(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
         need = spec.resources.vcpus
         return [h for h in hosts if need <= h.vcpus
-                and need <= h.vcpus * h.cpu_allocation_ratio - h.vcpus_used]
+                and need <= h.free_vcpus]
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         return _shortfall(host.vcpus, host.cpu_allocation_ratio, host.vcpus_used,

@@ -31,15 +31,22 @@ class BaseHostWeigher(Plugin, abc.ABC):
         return [weigh(h, spec) for h in hosts]
 
 
-def normalize(values: list[float]) -> list[float]:
-    """Scale values to 0..1 (all equal: all 0)."""
+def scaling(values: list[float]) -> tuple[float, float]:
+    """``(factor, offset)`` with ``factor × v − offset`` scaling ``values`` to 0..1
+    (minimum to maximum; all equal: factor and offset 0, so every score is 0)."""
     if not values:
-        return []
+        return 0.0, 0.0
     low, high = min(values), max(values)
     if high == low:
-        return [0.0] * len(values)
-    span = high - low
-    return [(v - low) / span for v in values]
+        return 0.0, 0.0
+    factor = 1.0 / (high - low)
+    return factor, factor * low
+
+
+def normalize(values: list[float]) -> list[float]:
+    """Scale values to 0..1 (all equal: all 0)."""
+    factor, offset = scaling(values)
+    return [factor * v - offset for v in values]
 
 
 def all_weighers() -> dict[str, type[BaseHostWeigher]]:

@@ -22,7 +22,7 @@ class RAMWeigher(BaseHostWeigher):
         return host.free_ram_mb
 
     def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
-        return [h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used for h in hosts]
+        return [h.free_ram_mb for h in hosts]
 
 
 class CPUWeigher(BaseHostWeigher):
@@ -35,7 +35,7 @@ class CPUWeigher(BaseHostWeigher):
         return host.free_vcpus
 
     def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
-        return [h.vcpus * h.cpu_allocation_ratio - h.vcpus_used for h in hosts]
+        return [h.free_vcpus for h in hosts]
 
 
 class DiskWeigher(BaseHostWeigher):
@@ -48,4 +48,4 @@ class DiskWeigher(BaseHostWeigher):
         return host.free_disk_gb
 
     def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
-        return [h.local_gb * h.disk_allocation_ratio - h.local_gb_used for h in hosts]
+        return [h.free_disk_gb for h in hosts]

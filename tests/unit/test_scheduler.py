@@ -8,6 +8,7 @@ from scheduler.host_state import HostState
 from scheduler.manager import Scheduler
 from scheduler.request_spec import RequestSpec
 from vmflow import config, exception
+from vmflow.db.claims import Resources
 
 
 class FixedHosts:
@@ -116,13 +117,29 @@ def test_cached_verdicts_follow_reloads_of_host_state():
     assert sched.select(spec(availability_zone="az-1"))[0] == ["b"]
 
 
+def test_a_reload_that_changes_only_usage_is_seen_at_once():
+    class CountedLoads(FixedHosts):  # like HostStateCache: new objects on every load
+        generation = loads = 0
+
+    view = CountedLoads([host("a"), host("b", used=(0, 1024, 0))])
+    sched = Scheduler(view, config.load(None, data_dir="/nonexistent"))
+    assert sched.select(spec(availability_zone="nova"))[0] == ["a", "b"]
+    view.hosts = [host("a", used=(0, 4096, 0)), host("b", used=(0, 1024, 0))]
+    view.loads += 1  # same zones and services: the generation stays
+    candidates, decision = sched.select(spec(availability_zone="nova"))
+    assert candidates == ["b"]
+    assert decision.steps[0].name == "AvailabilityZoneFilter"
+    assert "a" in next(s for s in decision.steps if s.name == "RamFilter").rejected
+
+
 def test_usage_dependent_capabilities_are_never_cached():
     hosts = [host("a"), host("b", used=(3, 0, 0))]
     sched = scheduler(hosts)
     busy = spec(flavor={"vcpus": 1, "memory_mb": 512, "root_gb": 1, "ephemeral_gb": 0,
                         "extra_specs": {"capabilities:vcpus_used": "<= 1"}})
     assert sched.select(busy)[0] == ["a"]
-    hosts[0].vcpus_used, hosts[1].vcpus_used = 3, 0  # usage changed, no reload
+    hosts[0].consume(Resources(3, 0, 0))  # usage changed, no reload
+    hosts[1].consume(Resources(3, 0, 0), sign=-1)
     assert sched.select(busy)[0] == ["b"]
 
 
