@@ -12,8 +12,11 @@ from scheduler.request_spec import RequestSpec
 # Other spellings of an architecture, as Nova canonicalizes them.
 _ARCH_ALIASES = {"i386": "i686", "i486": "i686", "i586": "i686", "x86_32": "i686",
                  "x86_32p": "i686", "amd64": "x86_64"}
-# Likewise for hypervisor types ("xapi" is Xen's toolstack).
-_HV_ALIASES = {"xapi": "xen"}
+# Likewise for hypervisor types ("xapi" is Xen's toolstack).  libvirt's QEMU
+# driver reports its type as QEMU whether guests run under KVM or TCG, so an
+# image that asks for kvm matches a QEMU host (whether that host has a usable
+# /dev/kvm is not part of the host state).
+_HV_ALIASES = {"xapi": "xen", "kvm": "qemu"}
 
 
 @functools.lru_cache(maxsize=256)

@@ -264,6 +264,9 @@ def test_image_without_properties_passes_every_host():
     ({"hw_architecture": "i386"}, {"cpu_arch": "i686"}, None),
     ({"hw_architecture": "aarch64"}, {}, "image needs architecture aarch64, host is x86_64"),
     ({"img_hv_type": "qemu"}, {}, None),
+    ({"img_hv_type": "kvm"}, {}, None),  # libvirt reports QEMU for KVM guests too
+    ({"img_hv_type": "kvm"}, {"hypervisor_type": "test"},
+     "image needs hypervisor kvm, host runs test"),
     ({"img_hv_type": "xapi"}, {"hypervisor_type": "Xen"}, None),
     ({"img_hv_type": "xen"}, {}, "image needs hypervisor xen, host runs QEMU"),
     ({"hypervisor_version_requires": ">= 8000000"}, {}, None),
