@@ -31,13 +31,18 @@ def _hv_type(name: str) -> str:
     return _HV_ALIASES.get(name, name)
 
 
+def _version_requirement(props: dict) -> str | None:
+    return props.get("hypervisor_version_requires") or props.get("img_hv_requested_version")
+
+
 class ImagePropertiesFilter(BaseHostFilter):
     """The host must run what the image asks for, when the image asks.
 
     * ``hw_architecture`` must be the host's CPU architecture (aliases such as
       amd64 = x86_64 are the same architecture; case does not matter);
     * ``img_hv_type`` must be the host's hypervisor type (case does not matter);
-    * ``hypervisor_version_requires`` (e.g. ``>= 8000000``) must match the host's
+    * ``hypervisor_version_requires`` (e.g. ``>= 8000000``; newer Nova calls it
+      ``img_hv_requested_version``, also understood) must match the host's
       hypervisor version with the extra-spec operators.  A host that reports no
       version (0) is not held to it, as in Nova.
 
@@ -46,8 +51,8 @@ class ImagePropertiesFilter(BaseHostFilter):
 
     def cache_key(self, spec: RequestSpec) -> Hashable:
         props = spec.image_properties
-        return tuple(str(props.get(k)) for k in
-                     ("hw_architecture", "img_hv_type", "hypervisor_version_requires"))
+        return (str(props.get("hw_architecture")), str(props.get("img_hv_type")),
+                str(_version_requirement(props)))
 
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         props = spec.image_properties
@@ -57,7 +62,7 @@ class ImagePropertiesFilter(BaseHostFilter):
         hv_type = props.get("img_hv_type")
         if hv_type and _hv_type(hv_type) != _hv_type(host.hypervisor_type):
             return f"image needs hypervisor {hv_type}, host runs {host.hypervisor_type}"
-        version = props.get("hypervisor_version_requires")
+        version = _version_requirement(props)
         if (version and host.hypervisor_version
                 and not extra_specs_ops.match(str(host.hypervisor_version), version)):
             return (f"image needs hypervisor version '{version}', "

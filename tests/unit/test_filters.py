@@ -273,6 +273,8 @@ def test_image_without_properties_passes_every_host():
     ({"hypervisor_version_requires": ">= 9000000"}, {},
      "image needs hypervisor version '>= 9000000', host has 8002000"),
     ({"hypervisor_version_requires": ">= 9000000"}, {"hypervisor_version": 0}, None),
+    ({"img_hv_requested_version": ">= 9000000"}, {},
+     "image needs hypervisor version '>= 9000000', host has 8002000"),
     ({"hypervisor_version_requires": ">= eight"}, {},
      "image needs hypervisor version '>= eight', host has 8002000"),
     ({"hw_architecture": "x86_64", "img_hv_type": "QEMU",
