@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 
-def domain_xml(*, virt_type: str, instance: dict[str, Any], disk_path: str,
-               disk_format: str, console_log: str | None = None,
-               emulator: str | None = None, arch: str = "x86_64") -> str:
+class Disk(NamedTuple):
+    """One disk of a guest: its file, its format (``raw``, ``qcow2``) and target (``vda``)."""
+
+    path: str
+    format: str
+    target: str
+
+
+def domain_xml(*, virt_type: str, instance: dict[str, Any], disk_path: str | None = None,
+               disk_format: str = "raw", disks: Sequence[Disk] | None = None,
+               console_log: str | None = None, emulator: str | None = None,
+               arch: str = "x86_64") -> str:
     """Build the XML for ``instance`` (uuid, name, flavor) on a ``virt_type`` host.
 
     ``virt_type`` is the libvirt domain type: ``test`` for the test driver,
-    ``kvm`` or ``qemu`` for real guests.
+    ``kvm`` or ``qemu`` for real guests.  The guest's disks are ``disks``, in
+    boot order, or else the single disk ``disk_path`` (``disk_format``) as vda.
     """
+    if disks is None:
+        if disk_path is None:
+            raise ValueError("domain_xml needs disk_path or disks")
+        disks = [Disk(disk_path, disk_format, "vda")]
     flavor = instance["flavor"]
     uuid = instance["uuid"]
     parts = [
@@ -34,13 +50,8 @@ def domain_xml(*, virt_type: str, instance: dict[str, Any], disk_path: str,
     ]
     if emulator:
         parts.append(f"    <emulator>{escape(emulator)}</emulator>")
-    parts += [
-        "    <disk type='file' device='disk'>",
-        f"      <driver name='qemu' type={quoteattr(disk_format)}/>",
-        f"      <source file={quoteattr(disk_path)}/>",
-        "      <target dev='vda' bus='virtio'/>",
-        "    </disk>",
-    ]
+    for disk in disks:
+        parts += _disk_xml(disk)
     if console_log:
         parts += [
             "    <serial type='file'>",
@@ -50,3 +61,24 @@ def domain_xml(*, virt_type: str, instance: dict[str, Any], disk_path: str,
         ]
     parts += ["  </devices>", "</domain>"]
     return "\n".join(parts)
+
+
+def _disk_xml(disk: Disk) -> list[str]:
+    return [
+        "    <disk type='file' device='disk'>",
+        f"      <driver name='qemu' type={quoteattr(disk.format)}/>",
+        f"      <source file={quoteattr(disk.path)}/>",
+        f"      <target dev={quoteattr(disk.target)} bus='virtio'/>",
+        "    </disk>",
+    ]
+
+
+def disk_sources(xml: str) -> list[str]:
+    """The source files of a domain's disks (from its XML), in target order (vda, vdb…)."""
+    found = []
+    for disk in ET.fromstring(xml).iterfind("devices/disk[@device='disk']"):
+        target, source = disk.find("target"), disk.find("source")
+        if target is not None and source is not None and source.get("file"):
+            dev = target.get("dev", "")
+            found.append(((len(dev), dev), source.get("file")))
+    return [path for _key, path in sorted(found)]

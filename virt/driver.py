@@ -47,7 +47,36 @@ class ComputeDriver(abc.ABC):
 
     @abc.abstractmethod
     def power_off(self, instance_uuid: str) -> bool:
-        """Stop the guest at once (pull the plug); False if it was not running."""
+        """Stop the guest at once (pull the plug); False if it was not running.
+        A suspended guest's saved memory is discarded (it then boots afresh)."""
+
+    @abc.abstractmethod
+    def shutdown(self, instance_uuid: str) -> bool:
+        """Ask the guest to shut down gracefully (ACPI) and return without waiting.
+        False if the guest is absent or not running (nothing to ask); asking twice
+        is harmless."""
+
+    @abc.abstractmethod
+    def pause(self, instance_uuid: str) -> None:
+        """Stop the guest's vCPUs, keeping it in memory.  Paused already: nothing is
+        done.  Raises if the guest is absent or shut off."""
+
+    @abc.abstractmethod
+    def unpause(self, instance_uuid: str) -> None:
+        """Let a paused guest's vCPUs run again.  Running already: nothing is done.
+        Raises if the guest is absent or shut off."""
+
+    @abc.abstractmethod
+    def suspend(self, instance_uuid: str) -> None:
+        """Save the guest's memory to disk and stop it (managed save); its power
+        state becomes SUSPENDED.  Suspended already: nothing is done.  Raises if the
+        guest is absent or shut off without saved state."""
+
+    @abc.abstractmethod
+    def resume(self, instance_uuid: str) -> None:
+        """Start a suspended guest from its saved memory; no saved state remains.
+        Running already: nothing is done.  Raises if the guest is absent or shut off
+        without saved state."""
 
     @abc.abstractmethod
     def power_state(self, instance_uuid: str) -> int:
@@ -56,6 +85,70 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def list_instances(self) -> list[str]:
         """Uuids of every guest defined on this hypervisor."""
+
+    @abc.abstractmethod
+    def power_states(self) -> dict[str, int]:
+        """``{uuid: power state}`` of every guest defined on this hypervisor (a read:
+        calling it twice changes nothing)."""
+
+    @abc.abstractmethod
+    def snapshot_disk(self, instance_uuid: str, image_id: str, image_dir: str) -> dict[str, Any]:
+        """Copy the instance's root disk, flattened to qcow2, to ``<image_dir>/<image_id>``
+        (written as ``.part`` and renamed at the end); return its ``location``,
+        ``size``, md5 ``checksum`` and ``disk_format``.  The file exists already: it
+        is described, not copied again.  Raises if the instance has no root disk."""
+
+    @abc.abstractmethod
+    def delete_snapshot(self, image_id: str, image_dir: str) -> bool:
+        """Remove ``<image_dir>/<image_id>`` and any partial copy; False if there was
+        neither (deleted already)."""
+
+    @abc.abstractmethod
+    def rebuild_disk(self, instance_uuid: str, image: dict[str, Any], root_gb: int) -> str:
+        """Set the root disk aside (``disk.pre-rebuild``) and create a fresh one from
+        ``image``; return its path.  Set aside already: the saved original is kept and
+        only a missing new disk is created.  The guest should be powered off."""
+
+    @abc.abstractmethod
+    def restore_disk(self, instance_uuid: str) -> bool:
+        """Move the disk set aside by ``rebuild_disk`` back over the root disk (undo a
+        rebuild); False if nothing was set aside (restored already)."""
+
+    @abc.abstractmethod
+    def discard_old_disk(self, instance_uuid: str) -> bool:
+        """Delete the disk set aside by ``rebuild_disk`` (the rebuild succeeded);
+        False if there was none (discarded already)."""
+
+    @abc.abstractmethod
+    def create_rescue_disk(self, instance_uuid: str, image: dict[str, Any]) -> str:
+        """Create the rescue disk (``disk.rescue``) from ``image``; return its path.
+        Already there: nothing is done."""
+
+    @abc.abstractmethod
+    def define_rescue(self, instance: dict[str, Any]) -> None:
+        """Redefine the guest to boot from the rescue disk (vda) with its root disk
+        as vdb, powering it off first if it runs.  Rescue-defined already: the same
+        definition is written again.  Raises if the guest is absent."""
+
+    @abc.abstractmethod
+    def define_normal(self, instance: dict[str, Any]) -> None:
+        """Redefine the guest with its root disk only (vda), powering it off first if
+        it runs (unrescue; undoes ``define_rescue``).  Normal already: the same
+        definition is written again.  Raises if the guest is absent."""
+
+    @abc.abstractmethod
+    def delete_rescue_disk(self, instance_uuid: str) -> bool:
+        """Remove the rescue disk; False if it was absent (deleted already)."""
+
+    @abc.abstractmethod
+    def domain_disks(self, instance_uuid: str) -> list[str]:
+        """Files of the guest's disks as its definition names them, in target order
+        (vda, vdb, ...); [] if the guest is absent.  A read."""
+
+    @abc.abstractmethod
+    def disk_checksum(self, instance_uuid: str) -> str | None:
+        """Fingerprint (md5 hex) of the root disk's contents; None if there is no root
+        disk.  A read."""
 
     @abc.abstractmethod
     def close(self) -> None:

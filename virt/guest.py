@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libvirt
 
+from virt import domain_xml
 from vmflow.states import power_state
 
 _POWER = {
@@ -22,6 +25,10 @@ _POWER = {
 _ALREADY_GONE = frozenset({libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID})
 
 
+class GuestNotRunning(RuntimeError):
+    """The guest is shut off, so a verb that needs a running guest cannot act."""
+
+
 class Guest:
     def __init__(self, domain: libvirt.virDomain) -> None:
         self._domain = domain
@@ -34,10 +41,27 @@ class Guest:
         return bool(self._domain.isActive())
 
     def power_state(self) -> int:
-        state, _reason = self._domain.state()
-        if state == libvirt.VIR_DOMAIN_SHUTOFF and self._domain.hasManagedSaveImage():
-            return power_state.SUSPENDED
+        """The power state (``vmflow.states.power_state``); NOSTATE once the guest is gone."""
+        try:
+            state, _reason = self._domain.state()
+            if state == libvirt.VIR_DOMAIN_SHUTOFF and self.has_saved_state():
+                return power_state.SUSPENDED
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return power_state.NOSTATE
+            raise
         return _POWER.get(state, power_state.NOSTATE)
+
+    def is_paused(self) -> bool:
+        return self._domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+
+    def has_saved_state(self) -> bool:
+        """Whether a managed-save image (a suspended guest's memory) exists."""
+        return bool(self._domain.hasManagedSaveImage())
+
+    def disk_paths(self) -> list[str]:
+        """The files of the guest's disks, in target order (vda, vdb, ...)."""
+        return domain_xml.disk_sources(self._domain.XMLDesc())
 
     def launch(self) -> None:
         """Start the guest (from its managed-save image if it has one)."""
@@ -45,16 +69,58 @@ class Guest:
             self._domain.create()
 
     def poweroff(self) -> bool:
-        """Pull the plug; False if it was not running (or is gone)."""
+        """Pull the plug; False if it was not running (or is gone).  A suspended
+        guest's saved memory is discarded: it is off, and boots afresh."""
+        if not self.is_active() and self.has_saved_state():
+            self._domain.managedSaveRemove()
+            return True
+        return self._stop(self._domain.destroy)
+
+    def shutdown(self) -> bool:
+        """Ask the guest to shut down (ACPI) without waiting; False if it was not running."""
+        return self._stop(self._domain.shutdown)
+
+    def _stop(self, how: Callable[[], object]) -> bool:
         try:
             if not self.is_active():
                 return False
-            self._domain.destroy()
+            how()
         except libvirt.libvirtError as err:
             if err.get_error_code() in _ALREADY_GONE:
                 return False
             raise
         return True
+
+    def pause(self) -> None:
+        """Stop the vCPUs; paused already is fine."""
+        self._require_active("pause")
+        if not self.is_paused():
+            self._domain.suspend()
+
+    def unpause(self) -> None:
+        """Let the vCPUs run again; running already is fine."""
+        self._require_active("unpause")
+        if self.is_paused():
+            self._domain.resume()
+
+    def managed_save(self) -> None:
+        """Save the guest's memory to disk and stop it; suspended already is fine."""
+        if not self.is_active() and self.has_saved_state():
+            return
+        self._require_active("suspend")
+        self._domain.managedSave()
+
+    def restore(self) -> None:
+        """Start the guest from its managed-save image; running already is fine."""
+        if self.is_active():
+            return
+        if not self.has_saved_state():
+            raise GuestNotRunning(f"guest {self.uuid} is shut off and has no saved state")
+        self._domain.create()
+
+    def _require_active(self, verb: str) -> None:
+        if not self.is_active():
+            raise GuestNotRunning(f"cannot {verb} guest {self.uuid}: it is not running")
 
     def delete_configuration(self) -> None:
         """Undefine the guest (and its managed-save image); gone already is fine."""

@@ -12,12 +12,18 @@ Disks.  On real hypervisors an instance disk is a qcow2 overlay whose backing
 file is the cached image (``qemu-img``).  Guests of the test driver never read
 their disks, so there the disk is a sparse file of the flavor's size: the files
 exist, are counted and are cleaned up, at no I/O cost.
+
+An instance directory holds ``disk`` (the root disk), and for a while
+``disk.pre-rebuild`` (the root disk a rebuild set aside) and ``disk.rescue``.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import shutil
+import string
 import subprocess
 import threading
 from pathlib import Path
@@ -31,6 +37,11 @@ from virt.guest import Guest
 from vmflow.states import power_state
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions
+
+ROOT_DISK = "disk"
+PRE_REBUILD_DISK = "disk.pre-rebuild"
+RESCUE_DISK = "disk.rescue"
+_CHUNK = 1024 * 1024
 
 _NODE_XML = """<node>
   <cpu>
@@ -50,9 +61,80 @@ def simulated_host_uri(state_dir: Path, *, vcpus: int, memory_mb: int, arch: str
     return f"test://{node_file}"
 
 
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _remove(path: Path) -> bool:
+    """Delete a file; False if it was not there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _image_file(image_dir: str, image_id: str) -> Path:
+    if not image_id or Path(image_id).name != image_id:
+        raise ValueError(f"image id {image_id!r} is not a plain file name")
+    return Path(image_dir) / image_id
+
+
+def _qemu_img(*args: str) -> None:
+    done = subprocess.run(["qemu-img", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"qemu-img {args[0]} failed: {done.stderr.strip()}")
+
+
+def _md5(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "md5").hexdigest()
+
+
+def _sparse_md5(path: Path) -> str:
+    """md5 over a file's data extents (each preceded by its offset) and its size.
+
+    Holes are skipped, so an empty sparse disk of any size hashes at once.  Equal
+    files give equal digests, changed contents a different one; it is not the
+    ``md5sum`` of the file.
+    """
+    digest = hashlib.md5()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError as err:
+                if err.errno != errno.ENXIO:  # ENXIO: only a hole remains
+                    raise
+                break
+            offset = os.lseek(fd, start, os.SEEK_HOLE)
+            digest.update(start.to_bytes(8, "big"))
+            _hash_range(digest, fd, start, offset)
+        digest.update(size.to_bytes(8, "big"))
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def _hash_range(digest: Any, fd: int, start: int, end: int) -> None:
+    while start < end:
+        chunk = os.pread(fd, min(_CHUNK, end - start), start)
+        if not chunk:
+            return
+        digest.update(chunk)
+        start += len(chunk)
+
+
 class LibvirtDriver(ComputeDriver):
+    """A ComputeDriver over one libvirt connection; each method's contract, idempotence
+    included, is documented on ``virt.driver.ComputeDriver``."""
+
     def __init__(self, *, host: str, uri: str, state_dir: Path, disk_gb: int,
-                 hypervisor_type: str = "QEMU", hypervisor_version: int = 0) -> None:
+                 hypervisor_type: str = "QEMU", hypervisor_version: int = 0,
+                 acpi_shutdown: bool = True) -> None:
         self.host = host
         self.uri = uri
         self.state_dir = Path(state_dir)
@@ -64,6 +146,9 @@ class LibvirtDriver(ComputeDriver):
         self.is_test = uri.startswith("test:")
         self.virt_type = "test" if self.is_test else ("kvm" if os.access("/dev/kvm", os.W_OK)
                                                       else "qemu")
+        self.disk_format = "raw" if self.is_test else "qcow2"
+        # A simulated guest without ACPI: shutdown requests are accepted and ignored.
+        self._ignore_acpi = self.is_test and not acpi_shutdown
         self._hypervisor_type = hypervisor_type
         self._hypervisor_version = hypervisor_version
         self._conn = libvirt.open(uri)
@@ -79,8 +164,17 @@ class LibvirtDriver(ComputeDriver):
                 return None
             raise
 
+    def _require_guest(self, instance_uuid: str) -> Guest:
+        guest = self._guest(instance_uuid)
+        if guest is None:
+            raise LookupError(f"no guest {instance_uuid} on {self.host}")
+        return guest
+
     def _instance_dir(self, instance_uuid: str) -> Path:
         return self.instances_dir / instance_uuid
+
+    def _disk(self, instance_uuid: str, name: str = ROOT_DISK) -> Path:
+        return self._instance_dir(instance_uuid) / name
 
     # -- ComputeDriver --------------------------------------------------------------
 
@@ -111,23 +205,24 @@ class LibvirtDriver(ComputeDriver):
         return str(target)
 
     def create_disk(self, instance_uuid: str, image: dict[str, Any], root_gb: int) -> str:
-        inst_dir = self._instance_dir(instance_uuid)
-        disk = inst_dir / "disk"
-        if disk.exists():
-            return str(disk)
-        inst_dir.mkdir(parents=True, exist_ok=True)
-        partial = inst_dir / "disk.part"
-        size_gb = max(int(root_gb), 1)
+        return self._create_disk_file(self._disk(instance_uuid), image, max(int(root_gb), 1))
+
+    def _create_disk_file(self, path: Path, image: dict[str, Any], size_gb: int) -> str:
+        """A sparse file (test driver) or a qcow2 overlay on the cached image, unless
+        ``path`` exists already."""
+        if path.exists():
+            return str(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = _partial(path)
         if self.is_test:
             with open(partial, "wb") as fh:
                 fh.truncate(size_gb * 1024**3)
         else:
             backing = self.ensure_image_cached(image)
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F",
-                            image.get("disk_format", "qcow2"), "-b", backing, str(partial),
-                            f"{size_gb}G"], check=True)
-        os.replace(partial, disk)
-        return str(disk)
+            _qemu_img("create", "-q", "-f", "qcow2", "-F", image.get("disk_format", "qcow2"),
+                      "-b", backing, str(partial), f"{size_gb}G")
+        os.replace(partial, path)
+        return str(path)
 
     def delete_disks(self, instance_uuid: str) -> bool:
         inst_dir = self._instance_dir(instance_uuid)
@@ -137,12 +232,25 @@ class LibvirtDriver(ComputeDriver):
         return True
 
     def define(self, instance: dict[str, Any]) -> None:
-        if self._guest(instance["uuid"]) is not None:
-            return
+        if self._guest(instance["uuid"]) is None:
+            self._define(instance, [ROOT_DISK])
+
+    def define_rescue(self, instance: dict[str, Any]) -> None:
+        self._require_guest(instance["uuid"]).poweroff()
+        self._define(instance, [RESCUE_DISK, ROOT_DISK])
+
+    def define_normal(self, instance: dict[str, Any]) -> None:
+        self._require_guest(instance["uuid"]).poweroff()
+        self._define(instance, [ROOT_DISK])
+
+    def _define(self, instance: dict[str, Any], disk_names: list[str]) -> None:
+        """Write the guest's persistent definition with these instance-directory
+        disks as vda, vdb, ... (creates it, or replaces an existing one)."""
         inst_dir = self._instance_dir(instance["uuid"])
+        disks = [domain_xml.Disk(str(inst_dir / name), self.disk_format, "vd" + letter)
+                 for name, letter in zip(disk_names, string.ascii_lowercase, strict=False)]
         xml = domain_xml.domain_xml(
-            virt_type=self.virt_type, instance=instance, disk_path=str(inst_dir / "disk"),
-            disk_format="raw" if self.is_test else "qcow2",
+            virt_type=self.virt_type, instance=instance, disks=disks,
             console_log=None if self.is_test else str(inst_dir / "console.log"),
         )
         self._conn.defineXML(xml)
@@ -156,24 +264,102 @@ class LibvirtDriver(ComputeDriver):
         return True
 
     def power_on(self, instance_uuid: str) -> None:
-        guest = self._guest(instance_uuid)
-        if guest is None:
-            raise LookupError(f"no guest {instance_uuid} on {self.host}")
-        guest.launch()
+        self._require_guest(instance_uuid).launch()
 
     def power_off(self, instance_uuid: str) -> bool:
         guest = self._guest(instance_uuid)
         return guest.poweroff() if guest is not None else False
 
+    def shutdown(self, instance_uuid: str) -> bool:
+        guest = self._guest(instance_uuid)
+        if guest is None:
+            return False
+        if self._ignore_acpi:
+            return guest.is_active()
+        return guest.shutdown()
+
+    def pause(self, instance_uuid: str) -> None:
+        self._require_guest(instance_uuid).pause()
+
+    def unpause(self, instance_uuid: str) -> None:
+        self._require_guest(instance_uuid).unpause()
+
+    def suspend(self, instance_uuid: str) -> None:
+        self._require_guest(instance_uuid).managed_save()
+
+    def resume(self, instance_uuid: str) -> None:
+        self._require_guest(instance_uuid).restore()
+
     def power_state(self, instance_uuid: str) -> int:
         guest = self._guest(instance_uuid)
         return guest.power_state() if guest is not None else power_state.NOSTATE
 
+    def power_states(self) -> dict[str, int]:
+        guests = [Guest(dom) for dom in self._conn.listAllDomains()]
+        return {guest.uuid: guest.power_state() for guest in guests}
+
     def list_instances(self) -> list[str]:
         return [dom.UUIDString() for dom in self._conn.listAllDomains()]
 
+    def snapshot_disk(self, instance_uuid: str, image_id: str, image_dir: str) -> dict[str, Any]:
+        target = _image_file(image_dir, image_id)
+        if not target.exists():
+            self._convert_to_qcow2(instance_uuid, target)
+        return {"location": str(target), "size": target.stat().st_size,
+                "checksum": _md5(target), "disk_format": "qcow2"}
+
+    def _convert_to_qcow2(self, instance_uuid: str, target: Path) -> None:
+        """Write the root disk, flattened, as a qcow2 file at ``target`` (via ``.part``)."""
+        disk = self._disk(instance_uuid)
+        if not disk.exists():
+            raise FileNotFoundError(f"instance {instance_uuid} has no root disk on {self.host}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = _partial(target)
+        # -U: a guest that is paused (not just stopped) still holds its disk's lock.
+        _qemu_img("convert", "-U", "-f", self.disk_format, "-O", "qcow2", str(disk),
+                  str(partial))
+        os.replace(partial, target)
+
+    def delete_snapshot(self, image_id: str, image_dir: str) -> bool:
+        target = _image_file(image_dir, image_id)
+        removed_partial = _remove(_partial(target))
+        return _remove(target) or removed_partial
+
+    def rebuild_disk(self, instance_uuid: str, image: dict[str, Any], root_gb: int) -> str:
+        disk, aside = self._disk(instance_uuid), self._disk(instance_uuid, PRE_REBUILD_DISK)
+        if not aside.exists() and disk.exists():
+            os.replace(disk, aside)
+        return self.create_disk(instance_uuid, image, root_gb)
+
+    def restore_disk(self, instance_uuid: str) -> bool:
+        try:
+            os.replace(self._disk(instance_uuid, PRE_REBUILD_DISK), self._disk(instance_uuid))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def discard_old_disk(self, instance_uuid: str) -> bool:
+        return _remove(self._disk(instance_uuid, PRE_REBUILD_DISK))
+
+    def create_rescue_disk(self, instance_uuid: str, image: dict[str, Any]) -> str:
+        size_gb = max(int(image.get("min_disk") or 0), 1)
+        return self._create_disk_file(self._disk(instance_uuid, RESCUE_DISK), image, size_gb)
+
+    def delete_rescue_disk(self, instance_uuid: str) -> bool:
+        return _remove(self._disk(instance_uuid, RESCUE_DISK))
+
+    def domain_disks(self, instance_uuid: str) -> list[str]:
+        guest = self._guest(instance_uuid)
+        return guest.disk_paths() if guest is not None else []
+
+    def disk_checksum(self, instance_uuid: str) -> str | None:
+        try:
+            return _sparse_md5(self._disk(instance_uuid))
+        except FileNotFoundError:
+            return None
+
     def disk_exists(self, instance_uuid: str) -> bool:
-        return (self._instance_dir(instance_uuid) / "disk").exists()
+        return self._disk(instance_uuid).exists()
 
     def close(self) -> None:
         try:

@@ -46,6 +46,9 @@ class HostConfig:
     cpu_allocation_ratio: float | None = None
     ram_allocation_ratio: float | None = None
     disk_allocation_ratio: float | None = None
+    # Simulated hosts only: False makes guests ignore ACPI shutdown requests (the
+    # request is accepted, the guest keeps running), to exercise graceful-then-forced stops.
+    acpi_shutdown: bool = True
 
 
 @dataclasses.dataclass
@@ -109,6 +112,11 @@ class Config:
     # Fault injection for tests and demos: {"host": "step"} makes that host's
     # compute step raise.  Empty in any real deployment.
     inject_failures: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Flow steps (by name, e.g. "stop.finish") whose execution fails on purpose.
+    inject_step_failures: list[str] = dataclasses.field(default_factory=list)
+    # Lifecycle operations: how long a guest gets to shut down (ACPI) before it is
+    # powered off (stop, soft reboot), as Nova's shutdown_timeout.
+    shutdown_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -165,7 +173,7 @@ def load(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
     for name, field in fields.items():
         raw = os.environ.get(_ENV_PREFIX + name.upper())
         if raw is not None and name not in ("hosts", "inject_failures", "available_filters",
-                                            "enabled_filters"):
+                                            "enabled_filters", "inject_step_failures"):
             values[name] = _coerce(field, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(values) - set(fields)

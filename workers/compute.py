@@ -18,6 +18,7 @@ from virt.driver import ComputeDriver
 from virt.libvirt_driver import LibvirtDriver, simulated_host_uri
 from vmflow import exception
 from vmflow.config import Config, HostConfig
+from vmflow.db.models import utcnow
 from workers.rpc import COMPUTE_TASK
 
 LOG = logging.getLogger(__name__)
@@ -29,10 +30,19 @@ LOCK_STRIPES = 64
 
 
 class ComputeManager:
-    """The steps one host performs; each is idempotent (see ``virt.driver``)."""
+    """The steps one host performs: methods of its driver, each idempotent (see
+    ``virt.driver``), taking and returning plain data."""
 
-    STEPS = frozenset({"host_report", "prepare_image", "create_disk", "delete_disks", "define",
-                       "undefine", "power_on", "power_off", "power_state", "list_instances"})
+    STEPS = frozenset({
+        "host_report", "prepare_image", "create_disk", "delete_disks", "define", "undefine",
+        "power_on", "power_off", "power_state", "list_instances",
+        "shutdown", "pause", "unpause", "suspend", "resume", "power_states",
+        "snapshot_disk", "delete_snapshot", "rebuild_disk", "restore_disk", "discard_old_disk",
+        "create_rescue_disk", "define_rescue", "define_normal", "delete_rescue_disk",
+        "domain_disks", "disk_checksum",
+    })
+    # Steps named differently from the driver method they run.
+    _DRIVER_METHODS = {"prepare_image": "ensure_image_cached"}
 
     def __init__(self, host: str, driver: ComputeDriver, inject_failure: str = "") -> None:
         self.host = host
@@ -52,41 +62,12 @@ class ComputeManager:
         if self._inject in (method, "*"):
             raise exception.HypervisorError(host=self.host, step=method,
                                             reason="failure injected by configuration")
+        step = getattr(self.driver, self._DRIVER_METHODS.get(method, method))
         instance_uuid = kwargs.get("instance_uuid") or (kwargs.get("instance") or {}).get("uuid")
         if not instance_uuid:
-            return getattr(self, method)(**kwargs)
+            return step(**kwargs)
         with self._instance_lock(instance_uuid):
-            return getattr(self, method)(**kwargs)
-
-    def host_report(self) -> dict[str, Any]:
-        return self.driver.host_report()
-
-    def prepare_image(self, image: dict[str, Any]) -> str:
-        return self.driver.ensure_image_cached(image)
-
-    def create_disk(self, instance_uuid: str, image: dict[str, Any], root_gb: int) -> str:
-        return self.driver.create_disk(instance_uuid, image, root_gb)
-
-    def delete_disks(self, instance_uuid: str) -> bool:
-        return self.driver.delete_disks(instance_uuid)
-
-    def define(self, instance: dict[str, Any]) -> None:
-        self.driver.define(instance)
-
-    def undefine(self, instance_uuid: str) -> bool:
-        return self.driver.undefine(instance_uuid)
-
-    def power_on(self, instance_uuid: str) -> None:
-        self.driver.power_on(instance_uuid)
-
-    def power_off(self, instance_uuid: str) -> bool:
-        return self.driver.power_off(instance_uuid)
-
-    def power_state(self, instance_uuid: str) -> int:
-        return self.driver.power_state(instance_uuid)
-
-    def list_instances(self) -> list[str]:
-        return self.driver.list_instances()
+            return step(**kwargs)
 
 
 def make_driver(cfg: Config, host: HostConfig) -> LibvirtDriver:
@@ -95,7 +76,8 @@ def make_driver(cfg: Config, host: HostConfig) -> LibvirtDriver:
                                          memory_mb=host.memory_mb, arch=host.arch)
     return LibvirtDriver(host=host.name, uri=uri, state_dir=state_dir, disk_gb=host.disk_gb,
                          hypervisor_type=host.hypervisor_type,
-                         hypervisor_version=host.hypervisor_version)
+                         hypervisor_version=host.hypervisor_version,
+                         acpi_shutdown=host.acpi_shutdown)
 
 
 class ComputeService:
@@ -118,9 +100,13 @@ class ComputeService:
         register_compute_task(app, self.managers)
 
     def report(self) -> None:
-        """Send each host's capacity to the conductor (also its heartbeat)."""
+        """Send each host's capacity and its guests' power states to the conductor
+        (also the host's heartbeat).  The conductor compares the power states
+        with the database: Nova's power-state sync, without database access here."""
         for host, manager in self.managers.items():
-            report = dict(manager.host_report(), allocation_ratios=self._ratios[host])
+            taken_at = utcnow().isoformat()
+            report = dict(manager.driver.host_report(), allocation_ratios=self._ratios[host],
+                          power_states=manager.driver.power_states(), taken_at=taken_at)
             self.app.send_task(REPORT_TASK, args=[host, report])
 
     def start(self) -> None:

@@ -54,7 +54,7 @@ def services(cfg, db, managers) -> Services:
               "disk_allocation_ratio": 1.0}
     with db.write() as session:
         for host, manager in managers.items():
-            hosts_db.report_node(session, host, manager.host_report(), ratios)
+            hosts_db.report_node(session, host, manager.driver.host_report(), ratios)
             hosts_db.heartbeat(session, "vmflow-compute", host)
     return Services(config=cfg, db=db, compute=DirectCompute(managers),
                     scheduler=Scheduler(HostStateCache(db), cfg))
