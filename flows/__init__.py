@@ -12,12 +12,26 @@ from typing import Any
 
 from taskflow.flow import Flow
 
-from flows import delete, launch
+from flows import delete, launch, lock, pause, power, rebuild, rescue, snapshot
 from flows.base import Services
 
 FACTORIES: dict[str, Callable[..., Flow]] = {
     "launch": launch.get_flow,
     "delete": delete.get_flow,
+    "stop": power.get_stop_flow,
+    "start": power.get_start_flow,
+    "reboot": power.get_reboot_flow,
+    "reboot_hard": power.get_reboot_hard_flow,
+    "pause": pause.get_pause_flow,
+    "unpause": pause.get_unpause_flow,
+    "suspend": pause.get_suspend_flow,
+    "resume": pause.get_resume_flow,
+    "lock": lock.get_lock_flow,
+    "unlock": lock.get_unlock_flow,
+    "snapshot": snapshot.get_flow,
+    "rebuild": rebuild.get_flow,
+    "rescue": rescue.get_rescue_flow,
+    "unrescue": rescue.get_unrescue_flow,
 }
 
 

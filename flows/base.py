@@ -15,6 +15,7 @@ from vmflow.config import Config
 from vmflow.db import instances as instances_db
 from vmflow.db.models import Instance
 from vmflow.db.session import Database
+from vmflow.notifications import Notifier
 from vmflow.states import task_states, vm_states
 
 LOG = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Services:
     db: Database
     compute: Any = None  # workers.rpc.ComputeClient (conductor only)
     scheduler: Scheduler | None = None  # conductor only
+    notifier: Notifier | None = None
 
 
 class VmTask(task.Task):
@@ -36,6 +38,11 @@ class VmTask(task.Task):
     def __init__(self, services: Services, name: str, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.svc = services
+
+    def pre_execute(self) -> None:
+        """Fail here when configuration asks (tests and demos of every revert path)."""
+        if self.name in self.svc.config.inject_step_failures:
+            raise exception.InjectedFailure(step=self.name)
 
 
 def failed(result: Any) -> bool:

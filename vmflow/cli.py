@@ -187,7 +187,10 @@ def _print_server(server: dict) -> None:
             print(f"{key:28} {value}")
 
 
-def _wait(client: Client, server_id: str, until_gone: bool, timeout: float) -> dict | None:
+def _wait(client: Client, server_id: str, until_gone: bool | None, timeout: float
+          ) -> dict | None:
+    """Follow a server's status until ACTIVE/ERROR, until it is gone, or (with
+    ``until_gone=None``) until no operation holds it."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -202,7 +205,9 @@ def _wait(client: Client, server_id: str, until_gone: bool, timeout: float) -> d
         if step != last:
             print(f"  {server['status']:8} task_state={step[1]}", flush=True)
             last = step
-        if not until_gone and server["status"] in ("ACTIVE", "ERROR"):
+        if until_gone is False and server["status"] in ("ACTIVE", "ERROR"):
+            return server
+        if until_gone is None and step[1] is None:  # an action: until it is done
             return server
         time.sleep(0.2)
     raise ApiError(f"timed out after {timeout:.0f}s waiting for server {server_id}")
@@ -234,6 +239,10 @@ def cmd_server(args: argparse.Namespace) -> int:
             print(f"delete of {args.id} accepted", flush=True)
             if args.wait:
                 _wait(client, args.id, until_gone=True, timeout=args.timeout)
+        elif args.action == "actions":
+            _print_actions(client, args.id, args.request_id)
+        else:
+            return _server_action(client, args)
     except ApiError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -241,6 +250,54 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"error: no vmflow API at {args.url} (is `vmflow up` running?)", file=sys.stderr)
         return 1
     return 0
+
+
+# `vmflow server <verb>` -> the body of POST /servers/{id}/action, from the
+# arguments and the image they name (resolved by name or id, as for create).
+_ACTION_BODIES = {
+    "stop": lambda a, image: {"os-stop": None}, "start": lambda a, image: {"os-start": None},
+    "reboot": lambda a, image: {"reboot": {"type": "HARD" if a.hard else "SOFT"}},
+    "pause": lambda a, image: {"pause": None}, "unpause": lambda a, image: {"unpause": None},
+    "suspend": lambda a, image: {"suspend": None}, "resume": lambda a, image: {"resume": None},
+    "lock": lambda a, image: {"lock": {"locked_reason": a.reason} if a.reason else None},
+    "unlock": lambda a, image: {"unlock": None},
+    "rescue": lambda a, image: {"rescue": {"rescue_image_ref": image} if image else None},
+    "unrescue": lambda a, image: {"unrescue": None},
+    "rebuild": lambda a, image: {"rebuild": {"imageRef": image,
+                                             **({"name": a.name} if a.name else {})}},
+    "image-create": lambda a, image: {"createImage": {"name": a.name}},
+}
+
+
+def _server_action(client: Client, args: argparse.Namespace) -> int:
+    image = getattr(args, "image", None)
+    body = _ACTION_BODIES[args.action](args, client.resolve_image(image) if image else None)
+    answer = client.request("POST", f"/servers/{args.id}/action", body)
+    print(f"{args.action} of {args.id} accepted", flush=True)
+    if answer and answer.get("image_id"):
+        print(f"image {answer['image_id']}", flush=True)
+    if args.wait:
+        server = _wait(client, args.id, until_gone=None, timeout=args.timeout)
+        _print_server(server)
+        return 1 if server["status"] == "ERROR" else 0
+    return 0
+
+
+def _print_actions(client: Client, server_id: str, request_id: str | None) -> None:
+    if request_id is None:
+        actions = client.request("GET", f"/servers/{server_id}/os-instance-actions")
+        print(f"{'REQUEST':40}  {'ACTION':12} {'RESULT':7} START")
+        for a in actions["instanceActions"]:
+            print(f"{a['request_id']:40}  {a['action']:12} {a['message'] or 'ok':7} "
+                  f"{a['start_time']}")
+        return
+    action = client.request("GET", f"/servers/{server_id}/os-instance-actions/"
+                                   f"{request_id}")["instanceAction"]
+    print(f"{action['action']} ({action['message'] or 'ok'}), by {action['user_id']}")
+    for e in action["events"]:
+        print(f"  {e['start_time']}  {e['result']:7} {e['event']}  {e.get('host') or ''}")
+        if e["result"] == "Error" and e.get("details"):
+            print(f"      {e['details']}")
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -302,6 +359,25 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("id")
     delete.add_argument("--wait", action="store_true", help="wait until it is gone")
     delete.add_argument("--timeout", type=float, default=300)
+    for verb in _ACTION_BODIES:
+        act = s_sub.add_parser(verb, help=f"{verb} a server (POST /servers/<id>/action)")
+        act.add_argument("id")
+        if verb == "reboot":
+            act.add_argument("--hard", action="store_true", help="power-cycle")
+        if verb == "lock":
+            act.add_argument("--reason")
+        if verb in ("rescue", "rebuild"):
+            act.add_argument("--image", required=verb == "rebuild", help="image name or id")
+        if verb in ("rebuild", "image-create"):
+            act.add_argument("--name", required=verb == "image-create",
+                             help="the snapshot's name" if verb == "image-create"
+                             else "a new name for the server")
+        act.add_argument("--wait", action="store_true", help="wait until it is done")
+        act.add_argument("--timeout", type=float, default=300)
+    actions = s_sub.add_parser("actions", help="a server's instance actions, or the events "
+                                               "of one (by request id)")
+    actions.add_argument("id")
+    actions.add_argument("request_id", nargs="?")
     server.set_defaults(func=cmd_server)
     return parser
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from sqlalchemy.orm import Session
 from taskflow import states as tf_states
 
+import flows
 from flows import delete as delete_flow
 from flows import engine as flow_engine
 from flows import launch as launch_flow
@@ -24,8 +27,11 @@ from vmflow.config import Config
 from vmflow.context import RequestContext
 from vmflow.db import instances as instances_db
 from vmflow.db.flowstore import FlowStore
+from vmflow.db.models import Instance
 from vmflow.db.session import Database
+from vmflow.notifications import Notifier
 from vmflow.states import task_states
+from vmflow.states.actions import ACTIONS, Action, allows
 from workers.conductor import RUN_FLOW_TASK
 
 LOG = logging.getLogger(__name__)
@@ -37,7 +43,8 @@ class ComputeAPI:
         self.db = db
         self.app = app
         self.store = FlowStore(db)
-        self.services = Services(config=cfg, db=db)
+        self.services = Services(config=cfg, db=db,
+                                 notifier=Notifier(cfg, app, binary="vmflow-api"))
 
     def _hand_to_conductor(self, flow_id: str) -> None:
         self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
@@ -81,12 +88,81 @@ class ComputeAPI:
         LOG.info("accepted launch of %s (%s) as flow %s", instance_uuid, name, detail.uuid)
         return instance_uuid
 
+    def act(self, ctx: RequestContext, instance_uuid: str, name: str, *,
+            inputs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+            prepare: Callable[[Session, Instance], dict[str, Any] | None] | None = None
+            ) -> None:
+        """Start operation ``name`` on an existing instance, or refuse it.
+
+        Refusals come before anything is recorded: 404 for an instance the
+        caller may not see, 409 if it is locked (for a non-admin) or its state
+        does not allow the operation, or if another operation holds it (the
+        task_state compare-and-swap lost).  ``prepare`` runs in the same
+        transaction as that compare-and-swap (the snapshot's image record) and
+        may return more of the flow's parameters, decided on the state it saw.
+        Operations decided in the API (lock, unlock) run their flow here;
+        the others are handed to the conductor.
+        """
+        action = ACTIONS[name]
+        with self.db.write() as session:
+            instance = self._owned(session, ctx, instance_uuid)
+            if name not in ("lock", "unlock"):
+                self._check_unlocked(ctx, instance)
+            self._check_state(instance, action)
+            if action.task_state is not None and not instances_db.update_if(
+                    session, instance_uuid, {"task_state": action.task_state},
+                    expected_task_state=None, expected_vm_state=instance.vm_state):
+                session.refresh(instance)
+                self._check_state(instance, action)
+                raise exception.InstanceInvalidState(
+                    action=action.api, instance_id=instance_uuid, vm_state=instance.vm_state,
+                    task_state=instance.task_state)
+            params = dict(params or {})
+            if prepare is not None:
+                params.update(prepare(session, instance) or {})
+        inputs = {"instance_uuid": instance_uuid, **(inputs or {})}
+        try:
+            detail = self.store.create_run(name=name, operation=name, request_id=ctx.request_id,
+                                           user_id=ctx.user_id, project_id=ctx.project_id,
+                                           instance_uuid=instance_uuid, params=params)
+            engine = flow_engine.load(self.store, flows.build(name, self.services, params),
+                                      detail, inputs=inputs)
+            if action.task_state is None:
+                engine.run()
+                return
+            engine.compile()
+            engine.prepare()
+            self._hand_to_conductor(detail.uuid)
+        except Exception:
+            if action.task_state is not None:  # nothing will run: let the instance go
+                with self.db.write() as session:
+                    instances_db.update_if(session, instance_uuid, {"task_state": None},
+                                           expected_task_state=action.task_state)
+            raise
+        LOG.info("accepted %s of %s as flow %s", name, instance_uuid, detail.uuid)
+
+    @staticmethod
+    def _owned(session: Session, ctx: RequestContext, instance_uuid: str) -> Instance:
+        return instances_db.get(session, instance_uuid,
+                                project_id=None if ctx.is_admin else ctx.project_id)
+
+    @staticmethod
+    def _check_unlocked(ctx: RequestContext, instance: Instance) -> None:
+        if instance.locked and not ctx.is_admin:
+            raise exception.InstanceLocked(instance_id=instance.uuid)
+
+    @staticmethod
+    def _check_state(instance: Instance, action: Action) -> None:
+        if not allows(action, instance.vm_state, instance.task_state):
+            raise exception.InstanceInvalidState(
+                action=action.api, instance_id=instance.uuid, vm_state=instance.vm_state,
+                task_state=instance.task_state)
+
     def delete(self, ctx: RequestContext, instance_uuid: str) -> None:
         """Mark the instance deleting (from any state) and start the delete flow."""
         with self.db.write() as session:
-            instance = instances_db.get(
-                session, instance_uuid,
-                project_id=None if ctx.is_admin else ctx.project_id)
+            instance = self._owned(session, ctx, instance_uuid)
+            self._check_unlocked(ctx, instance)
             if instance.task_state == task_states.DELETING:
                 return  # a delete is already under way
             if not instances_db.update_if(session, instance_uuid,

@@ -91,3 +91,13 @@ class HypervisorError(VmflowError):
 
 class ComputeUnavailable(VmflowError):
     message = "Compute host {host} did not answer {step} within {timeout} seconds."
+
+
+class InstanceLocked(Conflict):
+    message = "Instance {instance_id} is locked"
+
+
+class InjectedFailure(VmflowError):
+    """Raised by a flow step named in ``inject_step_failures`` (tests, demos)."""
+
+    message = "Failure injected by configuration in step {step}"

@@ -8,6 +8,7 @@ again does nothing, so a redelivered message is harmless.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 import threading
@@ -23,9 +24,12 @@ from scheduler.manager import Scheduler
 from vmflow import context
 from vmflow.config import Config
 from vmflow.db import hosts as hosts_db
+from vmflow.db import instances as instances_db
 from vmflow.db.flowstore import FlowStore
 from vmflow.db.models import FlowRun
 from vmflow.db.session import Database
+from vmflow.notifications import Notifier
+from vmflow.states import power_state
 from workers.compute import COMPUTE_BINARY, RATIOS, REPORT_TASK
 from workers.rpc import ComputeClient
 
@@ -45,7 +49,8 @@ class Conductor:
             HostStateCache(db, service_down_time=cfg.service_down_time,
                            default_zone=cfg.default_availability_zone), cfg)
         self.services = Services(config=cfg, db=db, compute=ComputeClient(app, cfg),
-                                 scheduler=self.scheduler)
+                                 scheduler=self.scheduler,
+                                 notifier=Notifier(cfg, app, binary=CONDUCTOR_BINARY))
         self.hostname = socket.gethostname()
         self._stop = threading.Event()
         # Flow runs driven by this process right now: a second message for the
@@ -120,9 +125,28 @@ class Conductor:
         ratios = {name: getattr(self.cfg, name) for name in RATIOS}
         overrides = report.get("allocation_ratios") or {}
         ratios.update({k: float(v) for k, v in overrides.items() if k in ratios})
+        messages = []
         with self.db.write() as session:
             hosts_db.report_node(session, host, report, ratios)
             hosts_db.heartbeat(session, COMPUTE_BINARY, host, topic=f"compute.{host}")
+            if "power_states" in report:
+                messages = self._sync_power_states(session, host, report)
+        for message in messages:
+            self.services.notifier.publish(message)
+
+    def _sync_power_states(self, session, host: str, report: dict) -> list[dict]:
+        taken_at = dt.datetime.fromisoformat(report["taken_at"])
+        changed = instances_db.sync_power_states(session, host, report["power_states"],
+                                                 taken_at)
+        messages = []
+        for instance, before in changed:
+            session.refresh(instance)
+            LOG.warning("instance %s on %s: the hypervisor reports %s (was %s); now %s",
+                        instance.uuid, host, power_state.NAMES.get(instance.power_state),
+                        power_state.NAMES.get(before["power_state"]), instance.vm_state)
+            messages.append(self.services.notifier.add(session, instance, "power_sync", "end",
+                                                       before=before))
+        return messages
 
     # -- own heartbeat ----------------------------------------------------------------
 

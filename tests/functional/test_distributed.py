@@ -111,3 +111,36 @@ def test_compute_workers_as_separate_processes_over_redis(cloud_factory, redis_u
     # Compute processes never opened a database.
     assert not list(compute_dir.rglob("*.db"))
     assert all(p.returncode == 0 for p in procs)
+
+
+def test_notifications_reach_the_notifications_queue(cloud_factory, redis_url):
+    from kombu import Connection
+
+    from vmflow.notifications import notifications_queue
+
+    running = cloud_factory(broker_url=redis_url, result_backend=redis_url, host_count=1)
+    api = running.api
+    server_id = api.create("noisy").json()["server"]["id"]
+    assert api.wait_status(server_id)["status"] == "ACTIVE"
+    response = api.post(f"/v2.1/servers/{server_id}/action", {"os-stop": None})
+    assert response.status_code == 202
+    request_id = response.headers["X-OpenStack-Request-Id"]
+    assert api.wait_status(server_id, ("SHUTOFF",))["status"] == "SHUTOFF"
+
+    received = []
+    with Connection(redis_url) as conn:
+        queue = conn.SimpleQueue(notifications_queue(running.cfg))
+        try:
+            while len(received) < 2:
+                message = queue.get(timeout=10)
+                received.append(message.payload)
+                message.ack()
+        finally:
+            queue.queue.delete()
+            queue.close()
+    assert [m["event_type"] for m in received] == ["instance.stop.start", "instance.stop.end"]
+    end = received[1]
+    assert end["priority"] == "INFO" and end["request_id"] == request_id
+    assert end["payload"]["instance_id"] == server_id
+    assert end["payload"]["state_before"]["status"] == "ACTIVE"
+    assert end["payload"]["state"]["status"] == "SHUTOFF"

@@ -9,6 +9,7 @@ import flows
 from flows import delete, launch
 from flows.base import Services
 from vmflow import config
+from vmflow.states.actions import ACTIONS
 
 
 def _services() -> Services:
@@ -71,11 +72,51 @@ def test_delete_graph():
     _validate(flow, {"instance_uuid": "u"})
 
 
+def _every_flow():
+    for operation, factory in flows.FACTORIES.items():
+        yield operation, factory(_services())
+
+
 def test_every_changing_task_says_how_it_reverts():
-    for flow in (launch.get_flow(_services()), delete.get_flow(_services())):
+    for operation, flow in _every_flow():
         for atom in _atoms(flow):
             doc = type(atom).__doc__ or ""
-            assert "Revert" in doc or "revert" in doc, atom.name
+            assert "Revert" in doc or "revert" in doc, (operation, atom.name)
+
+
+# What each operation's flow needs besides instance_uuid (the API supplies it).
+_INPUTS = {"launch": {"request"}, "delete": set(), "lock": {"locked_by", "reason"},
+           "snapshot": {"image_id"}, "rebuild": {"image", "new_name"},
+           "rescue": {"rescue_image"}}
+
+
+def test_every_operation_on_an_instance_is_a_framed_flow():
+    for name, action in ACTIONS.items():
+        assert name in flows.FACTORIES, name
+        flow = flows.FACTORIES[name](_services())
+        names = [a.name for a in _atoms(flow)]
+        assert len(names) == len(set(names)), name
+        assert all(n.startswith(f"{name}.") for n in names), names
+        if action.task_state is not None:  # run by the conductor: begin ... finish
+            assert names[0] == f"{name}.begin" and names[-1] == f"{name}.finish", names
+        assert flow.requires == {"instance_uuid"} | _INPUTS.get(name, set()), name
+        _validate(flow, dict.fromkeys(flow.requires, {}))
+
+
+def test_soft_reboot_shuts_down_gracefully_then_boots():
+    names = [a.name for a in _atoms(flows.FACTORIES["reboot"](_services()))]
+    assert names == ["reboot.begin", "reboot.request-shutdown", "reboot.poll-off",
+                     "reboot.wait-for-shutoff", "reboot.power-on", "reboot.poll-on",
+                     "reboot.wait-for-running", "reboot.finish"]
+    hard = [a.name for a in _atoms(flows.FACTORIES["reboot_hard"](_services()))]
+    assert hard[:2] == ["reboot_hard.begin", "reboot_hard.power-off"]
+
+
+def test_a_stopped_instance_is_rebuilt_without_booting_it():
+    names = [a.name for a in _atoms(flows.build("rebuild", _services(), {"start": False}))]
+    assert "rebuild.power-on" not in names and names[-1] == "rebuild.finish"
+    names = [a.name for a in _atoms(flows.build("rebuild", _services(), {"start": True}))]
+    assert names.index("rebuild.replace-disk") < names.index("rebuild.power-on")
 
 
 def test_factories_are_registered_and_rebuild_identically():

@@ -110,3 +110,37 @@ def seed_defaults(session: Session, image_dir: Path) -> None:
             else "raw", size=len(data), checksum=hashlib.md5(data).hexdigest(),
             location=str(path), properties={"hw_architecture": "x86_64"},
         ))
+
+
+def create_snapshot_image(session: Session, image_id: str, name: str, instance: Any,
+                          metadata: dict[str, str]) -> Image:
+    """A new image (queued, private to the instance's project) for a snapshot of
+    ``instance``: the source image's properties, then the snapshot's own."""
+    source = session.get(Image, instance.image_ref)
+    properties = dict(source.properties or {}) if source is not None else {}
+    properties.update(metadata)
+    properties.update({"image_type": "snapshot", "instance_uuid": instance.uuid,
+                       "base_image_ref": instance.image_ref, "owner_user_name": instance.user_id})
+    image = Image(id=image_id, name=name, status="queued", visibility="private",
+                  owner=instance.project_id, disk_format="qcow2", container_format="bare",
+                  min_disk=int((instance.flavor or {}).get("root_gb", 0)),
+                  min_ram=source.min_ram if source is not None else 0, properties=properties)
+    session.add(image)
+    return image
+
+
+def activate_image(session: Session, image_id: str, upload: dict[str, Any]) -> None:
+    """The image's file is in the store: record it and make the image usable."""
+    image = session.get(Image, image_id)
+    image.location = upload["location"]
+    image.size = int(upload["size"])
+    image.checksum = upload["checksum"]
+    image.disk_format = upload.get("disk_format", image.disk_format)
+    image.status = "active"
+
+
+def discard_image(session: Session, image_id: str) -> None:
+    """Mark an image deleted (a failed snapshot's); absent is fine."""
+    image = session.get(Image, image_id)
+    if image is not None:
+        image.status = "deleted"

@@ -25,7 +25,7 @@ from taskflow import exceptions as tf_exc
 from taskflow import states as tf_states
 from taskflow.persistence import base, models
 
-from vmflow.db.models import FlowEvent, FlowRun, FlowStep, utcnow
+from vmflow.db.models import FlowEvent, FlowRun, FlowStep, Instance, utcnow
 from vmflow.db.session import Database
 
 _REMEMBERED_STATES = 100_000
@@ -40,6 +40,26 @@ def _kind(atom_detail: models.AtomDetail) -> str:
 
 def _atom_from_row(row: FlowStep) -> models.AtomDetail:
     return models.atom_detail_class(row.kind).from_dict(dict(row.detail))
+
+
+def _instance_host(flow_id: str):
+    """The host of the flow run's instance, now (where its host steps run)."""
+    run_instance = select(FlowRun.instance_uuid).where(FlowRun.id == flow_id).scalar_subquery()
+    return select(Instance.host).where(Instance.uuid == run_instance)
+
+
+def mark_reverting(session, instance_uuid: str, operation: str) -> None:
+    """Say that the instance's running ``operation`` is rolling back.
+
+    TaskFlow records a flow's state only when the engine stops; a flow whose
+    first step puts the instance back (clearing task_state) calls this in the
+    same transaction, so nobody sees an idle instance whose last action still
+    looks like it is going well.
+    """
+    session.execute(update(FlowRun).where(
+        FlowRun.instance_uuid == instance_uuid, FlowRun.operation == operation,
+        or_(FlowRun.state.is_(None), FlowRun.state.not_in(list(_FINISHED))))
+        .values(state=tf_states.REVERTING).execution_options(synchronize_session=False))
 
 
 class FlowStore(base.Backend):
@@ -152,6 +172,7 @@ class _Connection(base.Connection):
                     reverted = state in (tf_states.REVERTED, tf_states.REVERT_FAILURE)
                     session.add(FlowEvent(
                         flow_id=moved.flow_id, step=atom_detail.name,
+                        host=session.scalar(_instance_host(moved.flow_id)),
                         phase="revert" if reverted else "execute", state=state,
                         results=detail.get("revert_results" if reverted else "results"),
                         failure=detail.get("revert_failure" if reverted else "failure"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,9 +11,11 @@ from sqlalchemy.orm import Session
 
 from vmflow import exception
 from vmflow.db.models import Instance, InstanceFault, utcnow
-from vmflow.states import vm_states
+from vmflow.states import power_state, vm_states
 
 _ANY = object()
+_STOPPED_ON_ITS_OWN = frozenset({power_state.SHUTDOWN, power_state.CRASHED,
+                                 power_state.NOSTATE})
 
 
 def get(session: Session, instance_uuid: str, *, project_id: str | None = None,
@@ -104,3 +107,32 @@ def mark_deleted(session: Session, instance_uuid: str) -> bool:
         "vm_state": vm_states.DELETED, "task_state": None, "power_state": 0,
         "deleted": True, "deleted_at": now, "terminated_at": now,
     })
+
+
+def sync_power_states(session: Session, host: str, states: dict[str, int],
+                      taken_at: dt.datetime) -> list[tuple[Instance, dict[str, Any]]]:
+    """Record what the hypervisor of ``host`` reported at ``taken_at``.
+
+    Only idle instances (no task_state) unchanged since the report was taken
+    are touched, so an operation that just ended is never undone by an older
+    report.  A guest that stopped on its own (shut down from inside, crashed,
+    or vanished) makes an ACTIVE instance STOPPED, as Nova's power-state sync
+    does; otherwise only power_state follows the hypervisor.  Returns each
+    changed instance with its state before.
+    """
+    changed = []
+    rows = session.scalars(select(Instance).where(
+        Instance.host == host, Instance.deleted.is_(False), Instance.task_state.is_(None),
+        Instance.updated_at < taken_at))
+    for instance in rows:
+        actual = int(states.get(instance.uuid, power_state.NOSTATE))
+        if actual == instance.power_state:
+            continue
+        before = {"vm_state": instance.vm_state, "power_state": instance.power_state}
+        values: dict[str, Any] = {"power_state": actual}
+        if instance.vm_state == vm_states.ACTIVE and actual in _STOPPED_ON_ITS_OWN:
+            values["vm_state"] = vm_states.STOPPED
+        if update_if(session, instance.uuid, values, expected_task_state=None,
+                     expected_vm_state=instance.vm_state):
+            changed.append((instance, before))
+    return changed

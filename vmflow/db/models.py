@@ -196,6 +196,10 @@ class Instance(Base):
     tried_hosts: Mapped[list[Any]] = mapped_column(default=list)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     progress: Mapped[int] = mapped_column(Integer, default=0)
+    # Lock: decided in the API; a locked instance refuses its owner's actions.
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    locked_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # owner/admin
+    locked_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -266,9 +270,27 @@ class FlowEvent(Base):
     flow_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"),
                                          index=True)
     step: Mapped[str] = mapped_column(String(255))
+    # The instance's host when the step finished (where a host step ran).
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     phase: Mapped[str] = mapped_column(String(16))  # "execute" or "revert"
     state: Mapped[str] = mapped_column(String(32))  # the step's TaskFlow state
     results: Mapped[Any] = mapped_column(JSON, nullable=True)
     failure: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Notification(Base):
+    """``instance.<operation>.start|end|error``, as emitted to the notifications
+    queue, kept for the dashboard and for operators."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_type: Mapped[str] = mapped_column(String(255), index=True)
+    priority: Mapped[str] = mapped_column(String(16))  # INFO or ERROR
+    publisher_id: Mapped[str] = mapped_column(String(255))
+    instance_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -6,17 +6,20 @@ from vmflow.states import task_states, vm_states
 
 # vm_state -> {task_state or "default": status}
 _STATUS = {
-    vm_states.ACTIVE: {"default": "ACTIVE", task_states.DELETING: "ACTIVE"},
+    vm_states.ACTIVE: {"default": "ACTIVE", task_states.REBOOTING: "REBOOT",
+                       task_states.REBOOTING_HARD: "HARD_REBOOT",
+                       task_states.REBUILDING: "REBUILD"},
     vm_states.BUILDING: {"default": "BUILD"},
-    vm_states.PAUSED: {"default": "PAUSED"},
-    vm_states.SUSPENDED: {"default": "SUSPENDED"},
-    vm_states.STOPPED: {"default": "SHUTOFF"},
+    vm_states.PAUSED: {"default": "PAUSED", task_states.REBOOTING_HARD: "HARD_REBOOT"},
+    vm_states.SUSPENDED: {"default": "SUSPENDED", task_states.REBOOTING_HARD: "HARD_REBOOT"},
+    vm_states.STOPPED: {"default": "SHUTOFF", task_states.REBOOTING_HARD: "HARD_REBOOT",
+                        task_states.REBUILDING: "REBUILD"},
     vm_states.RESCUED: {"default": "RESCUE"},
     vm_states.RESIZED: {"default": "VERIFY_RESIZE"},
     vm_states.SHELVED: {"default": "SHELVED"},
     vm_states.SHELVED_OFFLOADED: {"default": "SHELVED_OFFLOADED"},
     vm_states.DELETED: {"default": "DELETED"},
-    vm_states.ERROR: {"default": "ERROR"},
+    vm_states.ERROR: {"default": "ERROR", task_states.REBUILDING: "REBUILD"},
 }
 
 

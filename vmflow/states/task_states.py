@@ -1,14 +1,37 @@
 """What is being done to an instance right now (None: nothing).
 
-A flow's first step sets one of these with a compare-and-swap, which is how one
-operation at a time per instance is enforced.
+The API sets one of these with a compare-and-swap (``task_state IS NULL``)
+before it starts an operation's flow, which is how one operation at a time
+per instance is enforced.  Names and meanings are Nova's.
 """
 
 # launch
 SCHEDULING = "scheduling"  # choosing and claiming a host
 BLOCK_DEVICE_MAPPING = "block_device_mapping"  # preparing image cache and disks
 SPAWNING = "spawning"  # defining and starting the guest
+# stop / start
+POWERING_OFF = "powering-off"  # shutting the guest down (gracefully, then forced)
+POWERING_ON = "powering-on"  # starting a stopped guest
+# reboot
+REBOOTING = "rebooting"  # soft: the guest is asked to restart (ACPI), hard after a timeout
+REBOOTING_HARD = "rebooting_hard"  # power cycle
+# pause / suspend
+PAUSING = "pausing"  # stopping the vCPUs, memory kept in host RAM
+UNPAUSING = "unpausing"
+SUSPENDING = "suspending"  # saving memory to the host's disk
+RESUMING = "resuming"  # restoring from the saved memory
+# snapshot
+IMAGE_SNAPSHOT = "image_snapshot"  # copying the root disk into a new image
+# rebuild
+REBUILDING = "rebuilding"  # replacing the root disk from an image
+# rescue
+RESCUING = "rescuing"  # booting from a rescue disk
+UNRESCUING = "unrescuing"  # back to the instance's own disk
 # delete
 DELETING = "deleting"  # tearing the guest down and releasing its resources
 
-TRANSITIONAL = frozenset({SCHEDULING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING})
+TRANSITIONAL = frozenset({
+    SCHEDULING, BLOCK_DEVICE_MAPPING, SPAWNING, POWERING_OFF, POWERING_ON, REBOOTING,
+    REBOOTING_HARD, PAUSING, UNPAUSING, SUSPENDING, RESUMING, IMAGE_SNAPSHOT, REBUILDING,
+    RESCUING, UNRESCUING, DELETING,
+})

@@ -12,6 +12,7 @@ from webapp.api import (
     images,
     instance_actions,
     middleware,
+    server_actions,
     server_groups,
     servers,
     services,
@@ -24,6 +25,6 @@ def init_app(app: Flask) -> None:
     middleware.init_app(app)
     errors.init_app(app)
     app.register_blueprint(versions.bp)
-    for module in (servers, flavors, images, hypervisors, services, aggregates, zones,
-                   server_groups, instance_actions):
+    for module in (servers, server_actions, flavors, images, hypervisors, services,
+                   aggregates, zones, server_groups, instance_actions):
         app.register_blueprint(module.bp, url_prefix="/v2.1")

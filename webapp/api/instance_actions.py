@@ -15,12 +15,14 @@ from scheduler.manager import Decision, FilterStep
 from vmflow import exception
 from vmflow.db import instances as instances_db
 from vmflow.db.models import FlowEvent, FlowRun
+from vmflow.states.actions import ACTIONS
 from webapp.api import common
 
 bp = Blueprint("instance_actions", __name__)
 
-# Flow-run names as Nova calls the actions.
-_ACTIONS = {"launch": "create", "delete": "delete"}
+# Flow operations as Nova names the instance actions.
+_ACTIONS = {"launch": "create", "delete": "delete",
+            **{a.name: a.instance_action for a in ACTIONS.values()}}
 
 
 def _instance(session, server_id: str):
@@ -31,7 +33,7 @@ def _instance(session, server_id: str):
 
 
 def _action(run: FlowRun) -> dict:
-    failed = run.state in ("REVERTED", "FAILURE")
+    failed = run.state in ("REVERTING", "REVERTED", "FAILURE")  # a step failed
     return {"action": _ACTIONS.get(run.operation, run.operation),
             "instance_uuid": run.instance_uuid, "request_id": run.request_id,
             "user_id": run.user_id, "project_id": run.project_id,
@@ -53,7 +55,7 @@ def _event(event: FlowEvent, admin: bool) -> dict:
     failure = event.failure or None
     name = event.step if event.phase == "execute" else f"{event.step} (revert)"
     body = {"event": name, "start_time": common.isotime(event.started_at),
-            "finish_time": common.isotime(event.finished_at),
+            "finish_time": common.isotime(event.finished_at), "host": event.host,
             "result": "Error" if failure or event.state == "REVERT_FAILURE" else "Success"}
     if admin:
         body["traceback"] = failure.get("traceback_str") if failure else None

@@ -17,13 +17,16 @@ REQUEST_ID_HEADER = "X-OpenStack-Request-Id"
 
 def _caller() -> context.RequestContext:
     """Who is asking.  Only the documented no-auth mode exists until the identity
-    issue lands: every caller is an admin of the project named by
-    ``X-Auth-Project-Id`` (default: ``noauth_project_id``)."""
+    issue lands: the caller belongs to the project named by ``X-Auth-Project-Id``
+    (default: ``noauth_project_id``) with the roles named by ``X-Roles`` (as
+    Keystone's middleware passes them on; default: admin)."""
     cfg = common.config()
     project = request.headers.get("X-Auth-Project-Id") or cfg.noauth_project_id
     user = request.headers.get("X-Auth-User") or cfg.noauth_user_id
+    roles = tuple(r.strip().lower() for r in request.headers.get("X-Roles", "admin").split(",")
+                  if r.strip()) or ("admin",)
     return context.RequestContext(request_id=g.request_id, project_id=project, user_id=user,
-                                  is_admin=True, roles=("admin",))
+                                  is_admin="admin" in roles, roles=roles)
 
 
 def init_app(app: Flask) -> None:

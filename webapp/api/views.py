@@ -53,6 +53,8 @@ def server(instance: Instance, fault: InstanceFault | None = None,
         "OS-EXT-STS:vm_state": instance.vm_state,
         "OS-EXT-STS:power_state": instance.power_state,
         "os-extended-volumes:volumes_attached": [],
+        "locked": bool(instance.locked),
+        "locked_reason": instance.locked_reason,
     }
     if status in ("BUILD", "ACTIVE"):
         body["progress"] = instance.progress or 0

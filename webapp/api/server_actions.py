@@ -1,0 +1,188 @@
+"""POST /servers/{id}/action: the lifecycle operations, with Nova's action names.
+
+Each body holds exactly one action (``{"os-stop": null}``, ``{"reboot": {"type":
+"HARD"}}``, ...).  The body is checked completely before anything happens;
+then the compute API refuses (404, 409) or starts the operation's flow and the
+answer is 202.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from vmflow import exception
+from vmflow.db import catalog
+from vmflow.db import instances as instances_db
+from vmflow.db.models import Instance
+from vmflow.states import vm_states
+from webapp.api import common, validation, views
+
+bp = Blueprint("server_actions", __name__)
+
+# Actions whose body is null (or an empty object), by Nova's name -> operation.
+_PLAIN = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
+          "suspend": "suspend", "resume": "resume", "unrescue": "unrescue"}
+
+
+def _no_arguments(name: str, value: Any) -> None:
+    if value not in (None, {}):
+        raise exception.Invalid(f"Invalid input for action '{name}': it takes no arguments "
+                                "(send null).")
+
+
+def _arguments(name: str, value: Any, allowed: set[str]) -> dict[str, Any]:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise exception.Invalid(f"Invalid input for action '{name}': it must be an object.")
+    validation.only_keys(value, allowed, name)
+    return value
+
+
+def _image_ref(args: dict[str, Any], key: str, where: str, *, required: bool) -> str | None:
+    ref = validation.string(args, key, where, required=required, min_len=1)
+    if ref is None:
+        return None
+    ref = ref.rsplit("/", 1)[-1]  # clients may send the image's link
+    try:
+        return str(uuid.UUID(ref))
+    except ValueError:
+        raise exception.Invalid(f"Invalid {key} provided: {ref!r} is not a UUID.") from None
+
+
+def _usable_image(image_ref: str, flavor: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The image a rebuild or rescue boots from: it must exist, be visible and
+    active, and (rebuild) fit the instance's flavor: 400 otherwise."""
+    ctx = common.context()
+    with common.db().read() as session:
+        try:
+            image = catalog.get_image(session, image_ref,
+                                      None if ctx.is_admin else ctx.project_id)
+        except exception.ImageNotFound as err:
+            raise exception.Invalid(str(err)) from None
+        if image.status != "active":
+            raise exception.Invalid(f"Image {image.id} is not active.")
+        if flavor is not None and flavor.get("root_gb") and image.min_disk > flavor["root_gb"]:
+            raise exception.Invalid(f"Flavor's disk is too small for requested image "
+                                    f"(needs {image.min_disk} GB).")
+        if flavor is not None and image.min_ram > flavor.get("memory_mb", 0):
+            raise exception.Invalid(f"Flavor's memory is too small for requested image "
+                                    f"(needs {image.min_ram} MB).")
+        return catalog.image_dict(image)
+
+
+def _instance(server_id: str) -> Instance:
+    ctx = common.context()
+    with common.db().read() as session:
+        return instances_db.get(session, server_id,
+                                project_id=None if ctx.is_admin else ctx.project_id)
+
+
+def _server_body(server_id: str):
+    with common.db().read() as session:
+        instance = instances_db.get(session, server_id)
+        return jsonify({"server": views.server(instance, show_host=common.context().is_admin)})
+
+
+def _accepted(body: Any = None, headers: dict[str, str] | None = None):
+    response = jsonify(body) if body is not None else current_app.response_class(status=202)
+    response.status_code = 202
+    response.headers.update(headers or {})
+    return response
+
+
+@bp.post("/servers/<server_id>/action")
+def action(server_id: str):
+    common.require_uuid(server_id, exception.InstanceNotFound, instance_id=server_id)
+    body = common.json_body()
+    if len(body) != 1:
+        raise exception.Invalid("The request body must hold exactly one action.")
+    (name, value), = body.items()
+    ctx = common.context()
+    api = common.compute_api()
+    if name in _PLAIN:
+        _no_arguments(name, value)
+        api.act(ctx, server_id, _PLAIN[name])
+        return _accepted()
+    if name == "reboot":
+        args = _arguments(name, value, {"type"})
+        kind = validation.string(args, "type", name, required=True, min_len=1)
+        if kind.upper() not in ("SOFT", "HARD"):
+            raise exception.Invalid(f"Invalid input for field 'type' of reboot: {kind!r} is "
+                                    "not one of 'SOFT', 'HARD'.")
+        api.act(ctx, server_id, "reboot" if kind.upper() == "SOFT" else "reboot_hard")
+        return _accepted()
+    if name == "lock":
+        args = _arguments(name, value, {"locked_reason"})
+        reason = validation.string(args, "locked_reason", name)
+        instance = _instance(server_id)
+        locked_by = "owner" if ctx.project_id == instance.project_id else "admin"
+        api.act(ctx, server_id, "lock", inputs={"locked_by": locked_by, "reason": reason})
+        return _accepted()
+    if name == "unlock":
+        _no_arguments(name, value)
+        instance = _instance(server_id)
+        if instance.locked_by == "admin" and not ctx.is_admin:
+            raise exception.Forbidden("Policy doesn't allow os_compute_api:os-lock-server:"
+                                      "unlock:unlock_override to be performed.")
+        api.act(ctx, server_id, "unlock")
+        return _accepted()
+    if name == "createImage":
+        return _create_image(server_id, value)
+    if name == "rebuild":
+        return _rebuild(server_id, value)
+    if name == "rescue":
+        args = _arguments(name, value, {"rescue_image_ref", "adminPass"})
+        if args.get("adminPass") is not None:
+            raise exception.Invalid("Invalid input for action 'rescue': setting 'adminPass' "
+                                    "is not supported (vmflow does not set guest passwords).")
+        ref = _image_ref(args, "rescue_image_ref", name, required=False)
+        image = _usable_image(ref or _instance(server_id).image_ref)
+        api.act(ctx, server_id, "rescue", inputs={"rescue_image": image})
+        return _accepted({})
+    raise exception.Invalid(f"There is no such action: {name}")
+
+
+def _create_image(server_id: str, value: Any):
+    args = _arguments("createImage", value, {"name", "metadata"})
+    name = validation.string(args, "name", "createImage", required=True, min_len=1)
+    meta = validation.metadata(args, "metadata", "createImage")
+    image_id = str(uuid.uuid4())
+
+    def record_image(session, instance: Instance) -> None:
+        catalog.create_snapshot_image(session, image_id, name, instance, meta)
+
+    common.compute_api().act(common.context(), server_id, "snapshot",
+                             inputs={"image_id": image_id}, prepare=record_image)
+    location = f"{common.base_url()}/v2.1/images/{image_id}"
+    return _accepted({"image_id": image_id}, {"Location": location})
+
+
+def _rebuild(server_id: str, value: Any):
+    args = _arguments("rebuild", value, {"imageRef", "name", "metadata", "OS-DCF:diskConfig",
+                                         "adminPass", "description"})
+    if args.get("adminPass") is not None:
+        raise exception.Invalid("Invalid input for action 'rebuild': setting 'adminPass' is "
+                                "not supported (vmflow does not set guest passwords).")
+    image_ref = _image_ref(args, "imageRef", "rebuild", required=True)
+    new_name = validation.string(args, "name", "rebuild", min_len=1)
+    meta = validation.metadata(args, "metadata", "rebuild") if "metadata" in args else None
+    instance = _instance(server_id)
+    if not instance.host:
+        raise exception.Conflict(f"Cannot 'rebuild' instance {server_id}: it has no host "
+                                 "(it never booted); delete it and create it again.")
+    image = _usable_image(image_ref, instance.flavor)
+
+    def prepare(session, row: Instance) -> dict[str, Any]:
+        if meta is not None:
+            row.metadata_ = meta
+        return {"start": row.vm_state != vm_states.STOPPED}  # a stopped one stays stopped
+
+    common.compute_api().act(common.context(), server_id, "rebuild",
+                             inputs={"image": image, "new_name": new_name}, prepare=prepare)
+    response = _server_body(server_id)
+    response.status_code = 202
+    return response
