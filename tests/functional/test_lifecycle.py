@@ -461,3 +461,19 @@ def test_the_same_action_twice_at_once_one_202_one_409(running, operation, body,
                                 range(2)))
     assert codes == [202, 409], operation
     assert _settled(running, server["id"])["status"] == _after
+
+
+def test_an_undo_that_fails_ends_in_error_with_a_fault(cloud_factory):
+    running = cloud_factory(host_count=1, inject_failures={"compute-1": "unpause"},
+                            inject_step_failures=["pause.finish"], **FAST)
+    server = _launch(running)
+    assert _act(running, server["id"], PAUSE).status_code == 202
+    after = _settled(running, server["id"])
+    assert after["status"] == "ERROR"
+    assert after["fault"]["message"].startswith("pause failed")  # the latest fault
+    with running.db.read() as session:
+        messages = [f.message for f in session.scalars(select(InstanceFault).where(
+            InstanceFault.instance_uuid == server["id"]))]
+    assert any(m.startswith("Could not undo pause.pause-guest") for m in messages)
+    # ERROR is not a dead end: a hard reboot brings the guest back.
+    _do(running, server["id"], {"reboot": {"type": "HARD"}}, "ACTIVE")

@@ -4,11 +4,13 @@ test-driver hosts, and a compute client that calls the hosts' managers directly
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from flows import launch
 from flows.base import Services
 from scheduler.host_state import HostStateCache
 from scheduler.manager import Scheduler
@@ -70,3 +72,18 @@ def image(db) -> dict[str, Any]:
 def flavor(db) -> dict[str, Any]:
     with db.read() as session:
         return catalog.flavor_dict(catalog.get_flavor(session, "1"))
+
+
+@pytest.fixture
+def running_instance(services, flavor, image) -> str:
+    """An instance launched on compute-1 by the launch tasks themselves."""
+    uid = str(uuid.uuid4())
+    req = {"name": "vm", "flavor_ref": "1", "image_ref": image["id"], "project_id": "p",
+           "user_id": "u"}
+    launch.CreateInstanceRecord(services, "c").execute(uid, req, flavor, image)
+    host = launch.ClaimResources(services, "claim").execute(uid, req, flavor, ["compute-1"])
+    launch.CreateDisk(services, "d").execute(uid, host, image, flavor)
+    launch.DefineDomain(services, "def").execute(uid, host, req, flavor)
+    launch.PowerOn(services, "on").execute(uid, host)
+    launch.MarkActive(services, "a").execute(uid, host)
+    return uid

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
-import pytest
 from taskflow.types import failure
 
-from flows import delete, launch
+from flows import delete
 from vmflow import exception
 from vmflow.db import claims
 from vmflow.db.models import ComputeNode, Instance, InstanceFault
 from vmflow.states import task_states, vm_states
-
-
-@pytest.fixture
-def running_instance(services, flavor, image) -> str:
-    """An instance launched on compute-1 by the launch tasks themselves."""
-    uid = str(uuid.uuid4())
-    req = {"name": "vm", "flavor_ref": "1", "image_ref": image["id"], "project_id": "p",
-           "user_id": "u"}
-    launch.CreateInstanceRecord(services, "c").execute(uid, req, flavor, image)
-    host = launch.ClaimResources(services, "claim").execute(uid, req, flavor, ["compute-1"])
-    launch.CreateDisk(services, "d").execute(uid, host, image, flavor)
-    launch.DefineDomain(services, "def").execute(uid, host, req, flavor)
-    launch.PowerOn(services, "on").execute(uid, host)
-    launch.MarkActive(services, "a").execute(uid, host)
-    return uid
 
 
 def test_delete_steps_remove_everything(services, running_instance):
