@@ -151,5 +151,15 @@ class ComputeDriver(abc.ABC):
         disk.  A read."""
 
     @abc.abstractmethod
+    def console_output(self, instance_uuid: str, length: int | None = None) -> str:
+        """The guest's serial console log (its last ``length`` lines); empty if the
+        guest has no console.  Reads only."""
+
+    @abc.abstractmethod
+    def diagnostics(self, instance_uuid: str) -> dict[str, Any]:
+        """The hypervisor's figures for the guest (CPU time, memory, disk I/O) in
+        Nova's diagnostics shape.  Reads only; LookupError if there is no guest."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the hypervisor connection."""

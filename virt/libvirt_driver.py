@@ -358,6 +358,17 @@ class LibvirtDriver(ComputeDriver):
         except FileNotFoundError:
             return None
 
+    def console_output(self, instance_uuid: str, length: int | None = None) -> str:
+        log = self._instance_dir(instance_uuid) / "console.log"
+        if not log.exists():
+            return ""  # test-driver guests have no serial console
+        lines = log.read_text(errors="replace").splitlines(keepends=True)
+        return "".join(lines[-length:] if length else lines)
+
+    def diagnostics(self, instance_uuid: str) -> dict[str, Any]:
+        guest = self._require_guest(instance_uuid)
+        return guest.diagnostics("libvirt", "test" if self.is_test else self.virt_type)
+
     def disk_exists(self, instance_uuid: str) -> bool:
         return self._disk(instance_uuid).exists()
 

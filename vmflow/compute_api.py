@@ -30,11 +30,15 @@ from vmflow.db.flowstore import FlowStore
 from vmflow.db.models import Instance
 from vmflow.db.session import Database
 from vmflow.notifications import Notifier
-from vmflow.states import task_states
+from vmflow.states import task_states, vm_states
 from vmflow.states.actions import ACTIONS, Action, allows
 from workers.conductor import RUN_FLOW_TASK
+from workers.rpc import ComputeClient
 
 LOG = logging.getLogger(__name__)
+
+# vm_states in which an instance has no guest to ask anything.
+_NO_GUEST = frozenset({vm_states.BUILDING, vm_states.SHELVED_OFFLOADED, vm_states.DELETED})
 
 
 class ComputeAPI:
@@ -43,6 +47,7 @@ class ComputeAPI:
         self.db = db
         self.app = app
         self.store = FlowStore(db)
+        self.compute = ComputeClient(app, cfg)
         self.services = Services(config=cfg, db=db,
                                  notifier=Notifier(cfg, app, binary="vmflow-api"))
 
@@ -157,6 +162,33 @@ class ComputeAPI:
             raise exception.InstanceInvalidState(
                 action=action.api, instance_id=instance.uuid, vm_state=instance.vm_state,
                 task_state=instance.task_state)
+
+    # -- reads from the instance's host (no flow: nothing changes) --------------------
+
+    def console_output(self, ctx: RequestContext, instance_uuid: str,
+                       length: int | None = None) -> str:
+        """The guest's console log, from its host."""
+        return self._ask_host(ctx, instance_uuid, "os-getConsoleOutput", "console_output",
+                              length=length)
+
+    def diagnostics(self, ctx: RequestContext, instance_uuid: str) -> dict[str, Any]:
+        """The hypervisor's figures for the guest, from its host."""
+        return self._ask_host(ctx, instance_uuid, "diagnostics", "diagnostics")
+
+    def _ask_host(self, ctx: RequestContext, instance_uuid: str, action: str, step: str,
+                  **kwargs: Any) -> Any:
+        with self.db.read() as session:
+            instance = self._owned(session, ctx, instance_uuid)
+            if not instance.host or instance.vm_state in _NO_GUEST:
+                raise exception.InstanceInvalidState(
+                    action=action, instance_id=instance_uuid, vm_state=instance.vm_state,
+                    task_state=instance.task_state)
+            host = instance.host
+        try:
+            return self.compute.call(host, step, instance_uuid=instance_uuid, **kwargs)
+        except exception.VmflowError as err:
+            raise exception.Conflict(f"The {action} of instance {instance_uuid} is not "
+                                     f"available from its host: {err}") from None
 
     def delete(self, ctx: RequestContext, instance_uuid: str) -> None:
         """Mark the instance deleting (from any state) and start the delete flow."""

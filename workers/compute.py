@@ -39,7 +39,7 @@ class ComputeManager:
         "shutdown", "pause", "unpause", "suspend", "resume", "power_states",
         "snapshot_disk", "delete_snapshot", "rebuild_disk", "restore_disk", "discard_old_disk",
         "create_rescue_disk", "define_rescue", "define_normal", "delete_rescue_disk",
-        "domain_disks", "disk_checksum",
+        "domain_disks", "disk_checksum", "console_output", "diagnostics",
     })
     # Steps named differently from the driver method they run.
     _DRIVER_METHODS = {"prepare_image": "ensure_image_cached"}

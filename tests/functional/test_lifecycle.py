@@ -477,3 +477,20 @@ def test_an_undo_that_fails_ends_in_error_with_a_fault(cloud_factory):
     assert any(m.startswith("Could not undo pause.pause-guest") for m in messages)
     # ERROR is not a dead end: a hard reboot brings the guest back.
     _do(running, server["id"], {"reboot": {"type": "HARD"}}, "ACTIVE")
+
+
+def test_console_output_and_diagnostics(running):
+    server = _launch(running)
+    response = _act(running, server["id"], {"os-getConsoleOutput": {"length": 10}})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"output": ""}  # test-driver guests have no serial console
+    diag = running.api.get(f"/v2.1/servers/{server['id']}/diagnostics")
+    assert diag.status_code == 200, diag.text
+    body = diag.json()
+    assert body["state"] == "running" and body["driver"] == "libvirt"
+    assert body["num_cpus"] == 1 and body["memory_details"]["maximum"] == 512
+    assert body["num_disks"] == 1
+    member = running.api.get(f"/v2.1/servers/{server['id']}/diagnostics", headers=MEMBER)
+    assert member.status_code == 403
+    bad = _act(running, server["id"], {"os-getConsoleOutput": {"length": "x"}})
+    assert bad.status_code == 400

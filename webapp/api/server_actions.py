@@ -130,6 +130,11 @@ def action(server_id: str):
                                       "unlock:unlock_override to be performed.")
         api.act(ctx, server_id, "unlock")
         return _accepted()
+    if name == "os-getConsoleOutput":
+        args = _arguments(name, value, {"length"})
+        length = validation.integer(args, "length", name, minimum=-1)
+        output = api.console_output(ctx, server_id, None if length in (None, -1) else length)
+        return jsonify({"output": output})
     if name == "createImage":
         return _create_image(server_id, value)
     if name == "rebuild":
@@ -186,3 +191,10 @@ def _rebuild(server_id: str, value: Any):
     response = _server_body(server_id)
     response.status_code = 202
     return response
+
+
+@bp.get("/servers/<server_id>/diagnostics")
+def diagnostics(server_id: str):
+    common.require_uuid(server_id, exception.InstanceNotFound, instance_id=server_id)
+    ctx = common.require_admin("os_compute_api:os-server-diagnostics")
+    return jsonify(common.compute_api().diagnostics(ctx, server_id))
