@@ -24,7 +24,16 @@ from typing import Any
 from taskflow import retry
 from taskflow.patterns import linear_flow
 
-from flows.base import Services, VmTask, failed, fault_from, first_failure
+from flows.base import (
+    Services,
+    VmTask,
+    already_ended,
+    failed,
+    fault_from,
+    first_failure,
+    notify,
+    publish,
+)
 from vmflow import exception
 from vmflow.db import flowstore
 from vmflow.db import instances as instances_db
@@ -34,18 +43,6 @@ from vmflow.states import power_state, task_states, vm_states
 from vmflow.states.actions import ACTIONS, Action
 
 LOG = logging.getLogger(__name__)
-
-
-def _notify(services: Services, session, instance: Instance, operation: str, phase: str,
-            **kwargs: Any) -> dict[str, Any] | None:
-    if services.notifier is None:
-        return None
-    return services.notifier.add(session, instance, operation, phase, **kwargs)
-
-
-def _publish(services: Services, message: dict[str, Any] | None) -> None:
-    if services.notifier is not None:
-        services.notifier.publish(message)
 
 
 class Begin(VmTask):
@@ -72,8 +69,8 @@ class Begin(VmTask):
                     instance.task_state != self.action.task_state):
                 raise exception.InstanceGone(instance_id=instance_uuid)
             before = state_of(instance)
-            message = _notify(self.svc, session, instance, self.action.name, "start")
-        _publish(self.svc, message)
+            message = notify(self.svc, session, instance, self.action.name, "start")
+        publish(self.svc, message)
         return before, instance.host
 
     def revert(self, result: Any, instance_uuid: str, flow_failures: dict | None = None,
@@ -88,9 +85,9 @@ class Begin(VmTask):
             instances_db.add_fault(session, instance_uuid, code=code,
                                    message=f"{self.action.instance_action} failed: {message}",
                                    details=details, host=instance.host)
-            note = _notify(self.svc, session, instance, self.action.name, "error",
+            note = notify(self.svc, session, instance, self.action.name, "error",
                            before=None if failed(result) else result[0], fault=message)
-        _publish(self.svc, note)
+        publish(self.svc, note)
         LOG.warning("%s of %s failed and was rolled back: %s", self.action.name,
                     instance_uuid, message)
 
@@ -120,11 +117,13 @@ class Finish(VmTask):
         with self.svc.db.write() as session:
             if not instances_db.update_if(session, instance_uuid, values,
                                           expected_task_state=self.action.task_state):
+                if already_ended(session, instance_uuid, self.action.name):
+                    return  # done before a crash; the result was not saved
                 raise exception.InstanceGone(instance_id=instance_uuid)
             instance = session.get(Instance, instance_uuid)
-            message = _notify(self.svc, session, instance, self.action.name, "end",
-                              before=before)
-        _publish(self.svc, message)
+            message = notify(self.svc, session, instance, self.action.name, "end",
+                             before=before)
+        publish(self.svc, message)
         LOG.info("%s of %s done: %s", self.action.name, instance_uuid,
                  values.get("vm_state", before["vm_state"]))
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any
 
+from sqlalchemy import select
 from taskflow import task
 from taskflow.types import failure as tf_failure
 
 from scheduler.manager import Scheduler
-from vmflow import exception
+from vmflow import context, exception
 from vmflow.config import Config
 from vmflow.db import instances as instances_db
-from vmflow.db.models import Instance
+from vmflow.db.models import Instance, Notification
 from vmflow.db.session import Database
 from vmflow.notifications import Notifier
 from vmflow.states import task_states, vm_states
@@ -44,6 +46,46 @@ class VmTask(task.Task):
         if self.name in self.svc.config.inject_step_failures:
             raise exception.InjectedFailure(step=self.name)
 
+    def post_execute(self) -> None:
+        """Die here, after the step's effect and before its result is saved, when
+        configuration asks (crash tests: ``inject_crash = "<step>:before-save"``)."""
+        if self.svc.config.inject_crash == f"{self.name}:before-save":
+            crash(self.name)
+
+
+def crash(where: str) -> None:
+    """End the process at once, as kill -9 would (crash tests only)."""
+    LOG.critical("crash injected by configuration at %s", where)
+    logging.shutdown()
+    os._exit(137)
+
+
+def notify(services: Services, session, instance: Instance, operation: str, phase: str,
+           **kwargs: Any) -> dict[str, Any] | None:
+    """Record ``instance.<operation>.<phase>`` in ``session``'s transaction; pass
+    the result to :func:`publish` once that transaction has committed."""
+    if services.notifier is None:
+        return None
+    return services.notifier.add(session, instance, operation, phase, **kwargs)
+
+
+def publish(services: Services, message: dict[str, Any] | None) -> None:
+    if services.notifier is not None:
+        services.notifier.publish(message)
+
+
+def already_ended(session, instance_uuid: str, operation: str) -> bool:
+    """Whether this request's ``instance.<operation>.end`` is recorded.
+
+    A last step that committed and then died before its result was saved runs
+    again on resume; its compare-and-swap then fails, and this tells "already
+    done" from "taken over by someone else".
+    """
+    return session.scalar(select(Notification.id).where(
+        Notification.instance_uuid == instance_uuid,
+        Notification.event_type == f"instance.{operation}.end",
+        Notification.request_id == context.get_request_id()).limit(1)) is not None
+
 
 def failed(result: Any) -> bool:
     """True when a revert receives the task's own failure (nothing was done)."""
@@ -70,7 +112,7 @@ def fault_from(fail: tf_failure.Failure | None) -> tuple[int, str, str]:
 
 
 def record_error(services: Services, instance_uuid: str, fail: tf_failure.Failure | None,
-                 *, host: str | None = None) -> None:
+                 *, operation: str, host: str | None = None) -> None:
     """Put the instance in ERROR with a fault (unless it is being deleted)."""
     code, message, details = fault_from(fail)
     with services.db.write() as session:
@@ -83,4 +125,7 @@ def record_error(services: Services, instance_uuid: str, fail: tf_failure.Failur
             return
         instances_db.add_fault(session, instance_uuid, code=code, message=message,
                                details=details, host=host or instance.host)
+        session.refresh(instance)
+        note = notify(services, session, instance, operation, "error", fault=message)
+    publish(services, note)
     LOG.warning("instance %s is in ERROR: %s", instance_uuid, message)

@@ -22,7 +22,7 @@ from typing import Any
 
 from taskflow.patterns import graph_flow
 
-from flows.base import Services, VmTask, failed, fault_from, first_failure
+from flows.base import Services, VmTask, failed, fault_from, first_failure, notify, publish
 from vmflow.db import claims
 from vmflow.db import instances as instances_db
 from vmflow.db.models import Instance
@@ -42,12 +42,16 @@ class BeginDelete(VmTask):
         with self.svc.db.write() as session:
             instances_db.update_if(session, instance_uuid,
                                    {"task_state": task_states.DELETING})
+            instance = session.get(Instance, instance_uuid)
+            note = notify(self.svc, session, instance, "delete", "start") if instance else None
+        publish(self.svc, note)
 
     def revert(self, result: Any, instance_uuid: str, flow_failures: dict | None = None,
                **_kw: Any) -> None:
         if failed(result):
             return
         code, message, details = fault_from(first_failure(flow_failures))
+        note = None
         with self.svc.db.write() as session:
             if instances_db.update_if(session, instance_uuid,
                                       {"vm_state": vm_states.ERROR, "task_state": None},
@@ -56,6 +60,8 @@ class BeginDelete(VmTask):
                 instances_db.add_fault(session, instance_uuid, code=code,
                                        message=f"Delete failed: {message}", details=details,
                                        host=instance.host if instance else None)
+                note = notify(self.svc, session, instance, "delete", "error", fault=message)
+        publish(self.svc, note)
 
 
 class FindHosts(VmTask):
@@ -123,7 +129,12 @@ class MarkDeleted(VmTask):
 
     def execute(self, instance_uuid: str) -> None:
         with self.svc.db.write() as session:
-            instances_db.mark_deleted(session, instance_uuid)
+            note = None
+            if instances_db.mark_deleted(session, instance_uuid):
+                instance = session.get(Instance, instance_uuid)
+                session.refresh(instance)
+                note = notify(self.svc, session, instance, "delete", "end")
+        publish(self.svc, note)
         LOG.info("instance %s deleted", instance_uuid)
 
 

@@ -12,10 +12,11 @@ from taskflow.flow import Flow
 from taskflow.persistence import models
 
 from vmflow.db.flowstore import FlowStore
+from vmflow.db.leases import RUN_FINISHED
 
 LOG = logging.getLogger(__name__)
 
-FINISHED = frozenset({tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE})
+FINISHED = RUN_FINISHED
 
 
 def _log_step(state: str, details: dict[str, Any]) -> None:

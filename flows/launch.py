@@ -28,7 +28,16 @@ from sqlalchemy import delete, select
 from taskflow import retry
 from taskflow.patterns import graph_flow, linear_flow
 
-from flows.base import Services, VmTask, failed, first_failure, record_error
+from flows.base import (
+    Services,
+    VmTask,
+    already_ended,
+    failed,
+    first_failure,
+    notify,
+    publish,
+    record_error,
+)
 from scheduler.request_spec import RequestSpec, ServerGroupInfo
 from vmflow import exception
 from vmflow.db import aggregates as aggregates_db
@@ -120,6 +129,9 @@ class CreateInstanceRecord(VmTask):
             if request.get("group"):
                 session.add(ServerGroupMember(group_uuid=request["group"],
                                               instance_uuid=instance_uuid))
+            session.flush()
+            note = notify(self.svc, session, session.get(Instance, instance_uuid), "create",
+                          "start")
         with self.svc.db.write() as session:
             usage = instances_db.count_usage(session, request["project_id"])
             problem = _quota_problem(self.svc.config, usage, flavor, extra=0)
@@ -129,12 +141,13 @@ class CreateInstanceRecord(VmTask):
                 session.delete(session.get(Instance, instance_uuid))
         if problem:
             raise problem
+        publish(self.svc, note)
 
     def revert(self, result: Any, instance_uuid: str, flow_failures: dict | None = None,
                **_kw: Any) -> None:
         if failed(result):
             return
-        record_error(self.svc, instance_uuid, first_failure(flow_failures))
+        record_error(self.svc, instance_uuid, first_failure(flow_failures), operation="create")
 
 
 # -- build (runs in the conductor; host steps on the chosen host) ----------------------
@@ -249,6 +262,10 @@ class ClaimResources(VmTask):
     def execute(self, instance_uuid: str, request: dict[str, Any], flavor: dict[str, Any],
                 candidates: list[str]) -> str:
         asked = claims.Resources.of_flavor(flavor)
+        with self.svc.db.read() as session:
+            held = [a.host for a in claims.allocations_of(session, instance_uuid)]
+        if held:  # run again after a crash: the claim made the first time stands
+            candidates = held[:1]
         for host in candidates:
             with self.svc.db.write() as session:
                 if not _group_allows(session, request, instance_uuid, host):
@@ -406,7 +423,12 @@ class MarkActive(VmTask):
                      "power_state": power_state.RUNNING, "launched_at": utcnow(),
                      "progress": 100},
                     expected_task_state=task_states.SPAWNING):
+                if already_ended(session, instance_uuid, "create"):
+                    return  # done before a crash; the result was not saved
                 raise exception.InstanceGone(instance_id=instance_uuid)
+            note = notify(self.svc, session, session.get(Instance, instance_uuid), "create",
+                          "end")
+        publish(self.svc, note)
         LOG.info("instance %s is ACTIVE on %s", instance_uuid, host)
 
 

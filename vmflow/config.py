@@ -102,6 +102,10 @@ class Config:
     compute_concurrency: int = 16
     compute_rpc_timeout: float = 60.0
     spawn_poll_attempts: int = 30
+    # How long a conductor's hold on a flow run lasts unless renewed (renewed
+    # every third of it): after a conductor dies, its flows are driven again by
+    # another (or by it, restarted) within about this time.
+    flow_lease_seconds: float = 30.0
     # Quotas (defaults of Nova; per-project overrides arrive with the identity issue).
     quota_instances: int = 10
     quota_cores: int = 20
@@ -114,6 +118,9 @@ class Config:
     inject_failures: dict[str, str] = dataclasses.field(default_factory=dict)
     # Flow steps (by name, e.g. "stop.finish") whose execution fails on purpose.
     inject_step_failures: list[str] = dataclasses.field(default_factory=list)
+    # Crash tests: "<step>:before-save" or "<step>:after-save" ends the process
+    # driving the flow at that point, as kill -9 would.
+    inject_crash: str = ""
     # Lifecycle operations: how long a guest gets to shut down (ACPI) before it is
     # powered off (stop, soft reboot), as Nova's shutdown_timeout.
     shutdown_timeout: float = 60.0

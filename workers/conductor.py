@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import socket
 import threading
+import time
+import uuid
 
 from celery import Celery
 from sqlalchemy import or_, select
+from taskflow import states as tf_states
 
 import flows
 from flows import engine as flow_engine
-from flows.base import Services
+from flows.base import Services, crash
 from scheduler.host_state import HostStateCache
 from scheduler.manager import Scheduler
 from vmflow import context
 from vmflow.config import Config
 from vmflow.db import hosts as hosts_db
 from vmflow.db import instances as instances_db
+from vmflow.db import leases
 from vmflow.db.flowstore import FlowStore
 from vmflow.db.models import FlowRun
 from vmflow.db.session import Database
@@ -52,10 +57,13 @@ class Conductor:
                                  scheduler=self.scheduler,
                                  notifier=Notifier(cfg, app, binary=CONDUCTOR_BINARY))
         self.hostname = socket.gethostname()
+        # This conductor's name on the leases it holds (unique per process start).
+        self.owner = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
-        # Flow runs driven by this process right now: a second message for the
-        # same run (a redelivery, a resume) must not start a second engine.
-        self._running: set[str] = set()
+        # Flow runs driven by this process right now, with their lease epoch: a
+        # second message for the same run (a redelivery, a resume) must not
+        # start a second engine, and these leases are renewed.
+        self._running: dict[str, int | None] = {}
         self._running_lock = threading.Lock()
         self._register_tasks()
 
@@ -73,17 +81,18 @@ class Conductor:
     # -- flows ------------------------------------------------------------------------
 
     def run_flow(self, flow_id: str) -> str | None:
-        """Drive a flow run to its end; returns its final state."""
+        """Drive a flow run to its end, if this conductor can take its lease;
+        returns its final state (None if it is not this conductor's to drive)."""
         with self._running_lock:
             if flow_id in self._running:
                 LOG.info("flow %s is already running here; duplicate message dropped", flow_id)
                 return None
-            self._running.add(flow_id)
+            self._running[flow_id] = None
         try:
             return self._run_flow(flow_id)
         finally:
             with self._running_lock:
-                self._running.discard(flow_id)
+                self._running.pop(flow_id, None)
 
     def _run_flow(self, flow_id: str) -> str | None:
         run = self.store.run_row(flow_id)
@@ -93,20 +102,43 @@ class Conductor:
         if run.state in flow_engine.FINISHED:
             LOG.info("flow %s already %s; nothing to do", flow_id, run.state)
             return run.state
-        with context.request_id_scope(run.request_id):
-            graph = flows.build(run.operation, self.services, run.params)
-            detail = self.store.get_connection().get_flow_details(flow_id)
-            engine = flow_engine.load(self.store, graph, detail)
-            LOG.info("running flow %s (%s) for instance %s", flow_id, run.operation,
-                     run.instance_uuid)
-            try:
-                engine.run()
-            except Exception as err:
-                # The flow's reverts have recorded the outcome (ERROR + fault).
-                LOG.warning("flow %s (%s) reverted: %s", flow_id, run.operation, err)
-            state = engine.storage.get_flow_state()
-            LOG.info("flow %s (%s) ended %s", flow_id, run.operation, state)
-            return state
+        with self.db.write() as session:
+            epoch = leases.claim(session, flow_id, self.owner, self.cfg.flow_lease_seconds)
+        if epoch is None:
+            LOG.info("flow %s is driven by %s (lease until %s); message dropped", flow_id,
+                     run.owner, run.lease_expires_at)
+            return None
+        with self._running_lock:
+            self._running[flow_id] = epoch
+        try:
+            with context.request_id_scope(run.request_id):
+                return self._drive(run, epoch)
+        finally:
+            with self.db.write() as session:
+                leases.release(session, flow_id, self.owner, epoch)
+
+    def _drive(self, run: FlowRun, epoch: int) -> str | None:
+        store = self.store.fenced(run.id, epoch)
+        graph = flows.build(run.operation, self.services, run.params)
+        detail = store.get_connection().get_flow_details(run.id)
+        engine = flow_engine.load(store, graph, detail)
+        if self.cfg.inject_crash.endswith(":after-save"):
+            step = self.cfg.inject_crash.rsplit(":", 1)[0]
+            engine.atom_notifier.register(tf_states.SUCCESS, lambda _state, details: (
+                crash(step) if details.get("task_name") == step else None))
+        LOG.info("running flow %s (%s) for instance %s, epoch %d", run.id, run.operation,
+                 run.instance_uuid, epoch)
+        try:
+            engine.run()
+        except Exception as err:
+            if _caused_by(err, leases.LeaseLost):
+                LOG.warning("flow %s: lease lost to another conductor; stopped here", run.id)
+                return None
+            # The flow's reverts have recorded the outcome (ERROR + fault).
+            LOG.warning("flow %s (%s) reverted: %s", run.id, run.operation, err)
+        state = engine.storage.get_flow_state()
+        LOG.info("flow %s (%s) ended %s", run.id, run.operation, state)
+        return state
 
     def resume_unfinished(self) -> int:
         """Enqueue every flow run that has not finished (after a restart)."""
@@ -159,11 +191,53 @@ class Conductor:
         threading.Thread(target=self._loop, name="conductor-heartbeat", daemon=True).start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.cfg.report_interval):
-            try:
-                self.heartbeat()
-            except Exception:
-                LOG.exception("conductor heartbeat failed")
+        """Heartbeat; renew the leases of the flows driven here; re-drive flows
+        nobody drives (their conductor died, or their message was lost)."""
+        lease = self.cfg.flow_lease_seconds
+        jobs = [(self.cfg.report_interval, self.heartbeat), (lease / 3, self.renew_leases),
+                (lease, self.reap)]
+        due = [time.monotonic() + every for every, _job in jobs]
+        while not self._stop.wait(min(every for every, _job in jobs)):
+            now = time.monotonic()
+            for i, (every, job) in enumerate(jobs):
+                if now < due[i]:
+                    continue
+                due[i] = now + every
+                try:
+                    job()
+                except Exception:
+                    LOG.exception("conductor %s failed", job.__name__)
+
+    def renew_leases(self) -> None:
+        with self._running_lock:
+            held = {f: e for f, e in self._running.items() if e is not None}
+        if not held:
+            return
+        with self.db.write() as session:
+            lost = leases.renew(session, self.owner, held, self.cfg.flow_lease_seconds)
+        for flow_id in lost:
+            LOG.warning("flow %s: lease lost (this conductor stalled); its next save stops it",
+                        flow_id)
+
+    def reap(self) -> int:
+        """Enqueue every unfinished flow run that nobody drives."""
+        with self._running_lock:
+            mine = set(self._running)
+        with self.db.read() as session:
+            ids = leases.orphans(session, grace=self.cfg.flow_lease_seconds, exclude=mine)
+        for flow_id in ids:
+            LOG.warning("flow %s has no live conductor; driving it again", flow_id)
+            self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
+        return len(ids)
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _caused_by(err: BaseException | None, kind: type[BaseException]) -> bool:
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, kind):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False

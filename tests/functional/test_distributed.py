@@ -131,15 +131,17 @@ def test_notifications_reach_the_notifications_queue(cloud_factory, redis_url):
     with Connection(redis_url) as conn:
         queue = conn.SimpleQueue(notifications_queue(running.cfg))
         try:
-            while len(received) < 2:
+            while len(received) < 4:
                 message = queue.get(timeout=10)
                 received.append(message.payload)
                 message.ack()
         finally:
             queue.queue.delete()
             queue.close()
-    assert [m["event_type"] for m in received] == ["instance.stop.start", "instance.stop.end"]
-    end = received[1]
+    assert [m["event_type"] for m in received] == ["instance.create.start",
+                                                   "instance.create.end",
+                                                   "instance.stop.start", "instance.stop.end"]
+    end = received[3]
     assert end["priority"] == "INFO" and end["request_id"] == request_id
     assert end["payload"]["instance_id"] == server_id
     assert end["payload"]["state_before"]["status"] == "ACTIVE"

@@ -119,8 +119,9 @@ def test_power_operations_change_the_guest_and_are_recorded(running):
         assert first.request_id == stop["request_id"]
         assert first.payload["state_before"]["vm_state"] == "active"
         assert first.payload["state"]["vm_state"] == "stopped"
-    assert kinds[:2] == ["instance.stop.start", "instance.stop.end"]
-    assert len(kinds) == 2 * len(steps)
+    assert kinds[:4] == ["instance.create.start", "instance.create.end",
+                         "instance.stop.start", "instance.stop.end"]
+    assert len(kinds) == 2 + 2 * len(steps)
 
 
 def test_a_guest_that_ignores_acpi_is_powered_off_after_the_timeout(cloud_factory):

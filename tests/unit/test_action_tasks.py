@@ -37,9 +37,11 @@ def _instance(services, uid: str) -> Instance:
 
 
 def _notes(services, uid: str) -> list[str]:
+    """The instance's pause notifications, in order."""
     with services.db.read() as session:
         return [n.event_type for n in session.scalars(
-            select(Notification).where(Notification.instance_uuid == uid)
+            select(Notification).where(Notification.instance_uuid == uid,
+                                       Notification.event_type.like("instance.pause.%"))
             .order_by(Notification.id))]
 
 

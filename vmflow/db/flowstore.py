@@ -25,6 +25,8 @@ from taskflow import exceptions as tf_exc
 from taskflow import states as tf_states
 from taskflow.persistence import base, models
 
+from vmflow.db import leases
+from vmflow.db.leases import RUN_FINISHED
 from vmflow.db.models import FlowEvent, FlowRun, FlowStep, Instance, utcnow
 from vmflow.db.session import Database
 
@@ -58,21 +60,32 @@ def mark_reverting(session, instance_uuid: str, operation: str) -> None:
     """
     session.execute(update(FlowRun).where(
         FlowRun.instance_uuid == instance_uuid, FlowRun.operation == operation,
-        or_(FlowRun.state.is_(None), FlowRun.state.not_in(list(_FINISHED))))
+        or_(FlowRun.state.is_(None), FlowRun.state.not_in(list(RUN_FINISHED))))
         .values(state=tf_states.REVERTING).execution_options(synchronize_session=False))
 
 
 class FlowStore(base.Backend):
     """A TaskFlow persistence backend over :class:`vmflow.db.session.Database`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, fence: tuple[str, int] | None = None) -> None:
         super().__init__({})
         self.db = db
+        # (flow run, epoch): every save checks the run is still at that epoch.
+        self.fence = fence
         # The state this process last saved for each recent atom, so that most
         # saves know without asking whether the state changed (TaskFlow saves an
         # atom several times per state: intention, progress, results).
         self.last_states: collections.OrderedDict[str, str | None] = collections.OrderedDict()
         self._states_lock = threading.Lock()
+
+    def fenced(self, flow_id: str, epoch: int) -> FlowStore:
+        """A store for the holder of ``flow_id``'s lease at ``epoch``: its saves
+        fail with LeaseLost once another conductor has claimed the run."""
+        return FlowStore(self.db, fence=(flow_id, epoch))
+
+    def check_fence(self, session) -> None:
+        if self.fence is not None:
+            leases.check(session, *self.fence)
 
     def remember_state(self, atom_uuid: str, state: str | None) -> None:
         with self._states_lock:
@@ -153,6 +166,7 @@ class _Connection(base.Connection):
             values.update(started_at=None, finished_at=None)
         known, previous = self._store.known_state(atom_detail.uuid)
         with self._db.write() as session:
+            self._store.check_fence(session)
             if known and previous == state:
                 # The same state with new intention, progress or results.
                 self._save_same_state(session, atom_detail, detail, now)
@@ -194,6 +208,7 @@ class _Connection(base.Connection):
     def update_flow_details(self, flow_detail: models.FlowDetail,
                             ignore_missing: bool = False) -> models.FlowDetail:
         with self._db.write() as session:
+            self._store.check_fence(session)
             run = session.get(FlowRun, flow_detail.uuid)
             if run is None:
                 if ignore_missing:

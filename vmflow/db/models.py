@@ -237,7 +237,10 @@ class FlowRun(Base):
     # The factory arguments that rebuild the same graph on resume.
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The lease of the conductor driving the run (vmflow/db/leases.py).
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
