@@ -5,6 +5,9 @@ API served over HTTP on a loopback port."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 import sqlalchemy
 
@@ -81,6 +85,49 @@ def db(database_url: str, tmp_path: Path) -> Iterator[Database]:
     database.dispose()
 
 
+# -- Redis -----------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("VMFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """The Redis of scripts/services.sh, or one started here when none runs."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        yield REDIS_URL
+        return
+    except redis.RedisError:
+        pass
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail(f"no Redis at {REDIS_URL} and no redis-server to start; "
+                    "run `bash scripts/services.sh`")
+    port = _free_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+                            stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
 # -- an embedded cloud served over HTTP -----------------------------------------------
 
 class Api:
@@ -134,7 +181,7 @@ class Running:
     """An embedded cloud plus its API on a loopback port."""
 
     def __init__(self, cfg: config_mod.Config, database: Database | None = None,
-                 run_compute: bool = True) -> None:
+                 run_compute: bool = True, run_conductor: bool = True) -> None:
         from werkzeug.serving import make_server
 
         from vmflow.cloud import Cloud, prepare_database
@@ -147,7 +194,7 @@ class Running:
         else:
             with db.write() as session:
                 catalog.seed_defaults(session, cfg.data_dir / "images")
-        self.cloud = Cloud(cfg, db=db, run_compute=run_compute)
+        self.cloud = Cloud(cfg, db=db, run_compute=run_compute, run_conductor=run_conductor)
         self.cloud.start()
         self.app = create_app(cfg, db=db, celery_app=self.cloud.app)
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
@@ -184,8 +231,9 @@ def cloud_factory(tmp_path: Path):
     started: list[Running] = []
 
     def start(database: Database | None = None, run_compute: bool = True,
-              **overrides: Any) -> Running:
-        running = Running(make_config(tmp_path, **overrides), database, run_compute)
+              run_conductor: bool = True, **overrides: Any) -> Running:
+        running = Running(make_config(tmp_path, **overrides), database, run_compute,
+                          run_conductor)
         started.append(running)
         return running
 

@@ -7,55 +7,10 @@ OS process that consumes only its host's queue and holds no database settings.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
-import redis
-
-REDIS_URL = os.environ.get("VMFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    """The Redis of scripts/services.sh, or one started here when none runs."""
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-        yield REDIS_URL
-        return
-    except redis.RedisError:
-        pass
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail(f"no Redis at {REDIS_URL} and no redis-server to start; "
-                    "run `bash scripts/services.sh`")
-    port = _free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
-                            stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 def _start_compute(host: str, data_dir: Path, log_dir: Path, env: dict) -> subprocess.Popen:

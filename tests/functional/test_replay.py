@@ -1,0 +1,148 @@
+"""Flow replay after failure: a conductor killed in the middle of an operation is
+replaced, and the operation is driven to its end with no step's effect twice.
+
+The conductors are separate `vmflow conductor` processes over Redis and
+PostgreSQL; the API and the compute hosts run in the test process (their
+guests survive: what dies is the conductor).  The dying conductor ends itself
+with ``os._exit`` at a chosen point, as kill -9 would: after a step's effect and
+before its result is saved (``before-save``), or just after it is saved
+(``after-save``).  A second conductor takes the flow once the first one's lease
+has expired.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import select
+
+from vmflow.db import migrate
+from vmflow.db.models import Allocation, ComputeNode, FlowRun, Instance
+from vmflow.db.session import Database
+
+LEASE = "1.0"
+
+
+@pytest.fixture
+def pg_url(postgres_server):
+    from tests.conftest import _fresh_postgres
+
+    yield from _fresh_postgres(postgres_server)
+
+
+@pytest.fixture
+def distributed(cloud_factory, redis_url, pg_url, tmp_path):
+    """API and two compute hosts here; conductors are started by the test."""
+    db = Database(pg_url)
+    migrate.upgrade(db)
+    running = cloud_factory(database=db, run_conductor=False, database_url=pg_url,
+                            broker_url=redis_url, result_backend=redis_url, host_count=2,
+                            flow_lease_seconds=float(LEASE), report_interval=1.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
+    env.update(VMFLOW_DATABASE_URL=pg_url, VMFLOW_BROKER_URL=redis_url,
+               VMFLOW_RESULT_BACKEND=redis_url, VMFLOW_QUEUE_PREFIX=running.cfg.queue_prefix,
+               VMFLOW_FLOW_LEASE_SECONDS=LEASE, VMFLOW_DATA_DIR=str(running.cfg.data_dir),
+               VMFLOW_LOG_DIR=str(tmp_path / "logs"), VMFLOW_REPORT_INTERVAL="1",
+               VMFLOW_SPAWN_POLL_ATTEMPTS="10")
+    procs: list[subprocess.Popen] = []
+
+    def conductor(crash: str = "") -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "vmflow.cli", "conductor"],
+                                env={**env, "VMFLOW_INJECT_CRASH": crash},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        return proc
+
+    running.conductor = conductor
+    running.conductors = procs
+    yield running
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        proc.wait(20)
+    db.dispose()
+
+
+def _agree(running, server_id: str) -> None:
+    """Database, hypervisors and claims tell the same story: one guest with its
+    disk on the instance's host, one claim there, nothing anywhere else."""
+    with running.db.read() as session:
+        instance = session.get(Instance, server_id)
+        allocations = list(session.scalars(select(Allocation).where(
+            Allocation.instance_uuid == server_id)))
+        usage = {n.host: (n.vcpus_used, n.memory_mb_used, n.local_gb_used)
+                 for n in session.scalars(select(ComputeNode))}
+    assert [a.host for a in allocations] == [instance.host]
+    for host, manager in running.cloud.compute.managers.items():
+        mine = host == instance.host
+        assert manager.driver.list_instances() == ([server_id] if mine else []), host
+        assert manager.driver.disk_exists(server_id) == mine, host
+        assert usage[host] == ((1, 512, 1) if mine else (0, 0, 0)), host
+
+
+def _run_of(running, server_id: str, operation: str) -> FlowRun:
+    """The operation's flow run, once it has ended."""
+    deadline = time.monotonic() + 30
+    while True:
+        with running.db.read() as session:
+            run = session.scalar(select(FlowRun).where(FlowRun.instance_uuid == server_id,
+                                                       FlowRun.operation == operation))
+        if run.state in ("SUCCESS", "REVERTED", "FAILURE") and run.owner is None:
+            return run
+        assert time.monotonic() < deadline, f"flow run {run.id} stayed {run.state}"
+        time.sleep(0.05)
+
+
+LAUNCH_CRASHES = [
+    "launch.select-destinations:before-save", "launch.claim-resources:before-save",
+    "launch.claim-resources:after-save", "launch.create-disk:before-save",
+    "launch.define-domain:before-save", "launch.power-on:before-save",
+    "launch.wait-for-running:after-save", "launch.mark-active:before-save",
+]
+
+
+@pytest.mark.parametrize("crash", LAUNCH_CRASHES)
+def test_a_launch_survives_its_conductor(distributed, crash):
+    api = distributed.api
+    first = distributed.conductor(crash)
+    server_id = api.create("phoenix").json()["server"]["id"]
+    assert first.wait(60) == 137, "the first conductor did not die where it was told to"
+    distributed.conductor()  # the replacement
+    server = api.wait_status(server_id, timeout=60)
+    assert server["status"] == "ACTIVE", server
+    _agree(distributed, server_id)
+    run = _run_of(distributed, server_id, "launch")
+    assert run.state == "SUCCESS" and run.epoch == 2 and run.owner is None
+
+
+@pytest.mark.parametrize("crash", ["stop.request-shutdown:before-save",
+                                   "stop.wait-for-shutoff:after-save",
+                                   "stop.finish:before-save"])
+def test_a_stop_survives_its_conductor(distributed, crash):
+    api = distributed.api
+    distributed.conductor()
+    server_id = api.create("phoenix").json()["server"]["id"]
+    assert api.wait_status(server_id)["status"] == "ACTIVE"
+    for proc in distributed.conductors:  # the next one will die during the stop
+        proc.terminate()
+        proc.wait(20)
+    first = distributed.conductor(crash)
+    assert api.post(f"/v2.1/servers/{server_id}/action", {"os-stop": None}).status_code == 202
+    assert first.wait(60) == 137
+    distributed.conductor()
+    deadline = time.monotonic() + 60
+    while api.server(server_id)["OS-EXT-STS:task_state"] is not None:
+        assert time.monotonic() < deadline, "the stop never finished"
+        time.sleep(0.05)
+    server = api.server(server_id)
+    assert server["status"] == "SHUTOFF", server
+    host = server["OS-EXT-SRV-ATTR:host"]
+    assert distributed.driver(host).power_state(server_id) == 4
+    assert _run_of(distributed, server_id, "stop").state == "SUCCESS"
+    _agree(distributed, server_id)
+
