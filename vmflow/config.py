@@ -106,6 +106,10 @@ class Config:
     # every third of it): after a conductor dies, its flows are driven again by
     # another (or by it, restarted) within about this time.
     flow_lease_seconds: float = 30.0
+    # A guest on a compute host that no live instance owns: destroyed when True,
+    # only reported when False (the guests of instances that now live on
+    # another host are always destroyed).
+    destroy_unknown_guests: bool = True
     # Quotas (defaults of Nova; per-project overrides arrive with the identity issue).
     quota_instances: int = 10
     quota_cores: int = 20

@@ -157,14 +157,37 @@ class Conductor:
         ratios = {name: getattr(self.cfg, name) for name in RATIOS}
         overrides = report.get("allocation_ratios") or {}
         ratios.update({k: float(v) for k, v in overrides.items() if k in ratios})
-        messages = []
+        messages, unknown, elsewhere = [], [], []
         with self.db.write() as session:
             hosts_db.report_node(session, host, report, ratios)
             hosts_db.heartbeat(session, COMPUTE_BINARY, host, topic=f"compute.{host}")
             if "power_states" in report:
                 messages = self._sync_power_states(session, host, report)
+                unknown, elsewhere = instances_db.foreign_guests(
+                    session, host, report["power_states"],
+                    dt.datetime.fromisoformat(report["taken_at"]))
         for message in messages:
             self.services.notifier.publish(message)
+        self._clean_up_guests(host, unknown, elsewhere)
+
+    def _clean_up_guests(self, host: str, unknown: list[str], elsewhere: list[str]) -> None:
+        """Nova's clean-up on a compute host: a guest of an instance that now lives
+        elsewhere is destroyed (no instance ever runs on two hosts); a guest no
+        instance owns is reported, and destroyed when configured
+        (``destroy_unknown_guests``)."""
+        for guest in unknown:
+            LOG.warning("host %s runs guest %s, which belongs to no live instance%s", host,
+                        guest, "; destroying it" if self.cfg.destroy_unknown_guests else "")
+        doomed = elsewhere + (unknown if self.cfg.destroy_unknown_guests else [])
+        for guest in elsewhere:
+            LOG.warning("host %s still has guest %s, whose instance now lives elsewhere; "
+                        "destroying it", host, guest)
+        for guest in doomed:
+            try:
+                self.services.compute.call(host, "undefine", instance_uuid=guest)
+                self.services.compute.call(host, "delete_disks", instance_uuid=guest)
+            except Exception as err:  # the next report tries again
+                LOG.error("could not destroy guest %s on %s: %s", guest, host, err)
 
     def _sync_power_states(self, session, host: str, report: dict) -> list[dict]:
         taken_at = dt.datetime.fromisoformat(report["taken_at"])

@@ -495,3 +495,31 @@ def test_console_output_and_diagnostics(running):
     assert member.status_code == 403
     bad = _act(running, server["id"], {"os-getConsoleOutput": {"length": "x"}})
     assert bad.status_code == 400
+
+
+def test_guests_no_instance_owns_here_are_cleaned_up(cloud_factory):
+    running = cloud_factory(host_count=2, **dict(FAST, report_interval=0.3))
+    server = _launch(running)
+    home = server["OS-EXT-SRV-ATTR:host"]
+    away = "compute-2" if home == "compute-1" else "compute-1"
+    flavor = {"name": "m1.tiny", "vcpus": 1, "memory_mb": 512, "root_gb": 1}
+    stray = "0b0e0f00-0000-4000-8000-000000000001"
+    for host, uuid in ((away, server["id"]), (away, stray)):  # a stale copy, a stranger
+        running.driver(host).define({"uuid": uuid, "name": "ghost", "flavor": flavor})
+        running.driver(host).power_on(uuid)
+    deadline = time.monotonic() + 10
+    while running.driver(away).list_instances():
+        assert time.monotonic() < deadline, running.driver(away).list_instances()
+        time.sleep(0.05)
+    assert running.driver(home).list_instances() == [server["id"]]  # the real one stays
+    assert running.api.server(server["id"])["status"] == "ACTIVE"
+
+
+def test_unknown_guests_are_only_reported_when_so_configured(cloud_factory):
+    running = cloud_factory(host_count=1, destroy_unknown_guests=False,
+                            **dict(FAST, report_interval=0.2))
+    stray = "0b0e0f00-0000-4000-8000-000000000002"
+    running.driver("compute-1").define({"uuid": stray, "name": "pet", "flavor": {
+        "name": "m1.tiny", "vcpus": 1, "memory_mb": 512, "root_gb": 1}})
+    time.sleep(1.0)  # several reports
+    assert running.driver("compute-1").list_instances() == [stray]

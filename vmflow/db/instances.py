@@ -136,3 +136,28 @@ def sync_power_states(session: Session, host: str, states: dict[str, int],
                      expected_vm_state=instance.vm_state):
             changed.append((instance, before))
     return changed
+
+
+def foreign_guests(session: Session, host: str, guests: Iterable[str],
+                   taken_at: dt.datetime) -> tuple[list[str], list[str]]:
+    """Guests on ``host`` that should not be there, as reported at ``taken_at``.
+
+    Returns ``(unknown, elsewhere)``: guests of no live instance (never known,
+    or deleted), and guests of instances that now live on another host (moved
+    or evacuated while this host was away).  Instances with an operation under
+    way, or changed since the report was taken, are left to that operation.
+    """
+    guests = list(guests)
+    if not guests:
+        return [], []
+    rows = {i.uuid: i for i in session.scalars(select(Instance).where(
+        Instance.uuid.in_(guests)))}
+    unknown, elsewhere = [], []
+    for uuid in guests:
+        row = rows.get(uuid)
+        if row is None or (row.deleted and row.updated_at < taken_at):
+            unknown.append(uuid)
+        elif (not row.deleted and row.task_state is None and row.host != host
+              and row.updated_at < taken_at):
+            elsewhere.append(uuid)
+    return unknown, elsewhere
