@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +16,7 @@ from vmflow.config import Config
 from vmflow.db import instances as instances_db
 from vmflow.db.models import Instance, Notification
 from vmflow.db.session import Database
+from vmflow.faults import crash
 from vmflow.notifications import Notifier
 from vmflow.states import task_states, vm_states
 
@@ -52,12 +52,6 @@ class VmTask(task.Task):
         if self.svc.config.inject_crash == f"{self.name}:before-save":
             crash(self.name)
 
-
-def crash(where: str) -> None:
-    """End the process at once, as kill -9 would (crash tests only)."""
-    LOG.critical("crash injected by configuration at %s", where)
-    logging.shutdown()
-    os._exit(137)
 
 
 def notify(services: Services, session, instance: Instance, operation: str, phase: str,

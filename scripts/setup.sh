@@ -29,7 +29,8 @@ APT_PACKAGES=(libvirt-dev pkg-config gcc python3-dev python3-venv qemu-utils
               redis-server postgresql)
 # libvirt-daemon only for libvirt's driver libraries; without --no-install-recommends it
 # drags in qemu-system and ~170 other packages the test driver does not need.
-APT_PACKAGES_NO_RECOMMENDS=(libvirt-daemon)
+# chromium: the headless browser the dashboard's tests drive (Playwright, system browser).
+APT_PACKAGES_NO_RECOMMENDS=(libvirt-daemon chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}" "${APT_PACKAGES_NO_RECOMMENDS[@]}"; do
@@ -52,6 +53,15 @@ else
     apt_get install "${APT_PACKAGES[@]}"
     say "installing system packages (no recommends): ${APT_PACKAGES_NO_RECOMMENDS[*]}"
     apt_get install --no-install-recommends "${APT_PACKAGES_NO_RECOMMENDS[@]}"
+fi
+
+# -- the user simulated hypervisors run as ----------------------------------------------
+# A simulated host's libvirtd (virt/hostd.py) runs in session mode, which a root
+# libvirtd cannot: as root it runs as this unprivileged system user.
+if ! id vmflowhv >/dev/null 2>&1; then
+    say "creating system user vmflowhv (simulated hosts' libvirtd)"
+    "${SUDO[@]}" useradd --system --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin vmflowhv
 fi
 
 # -- virtualenv -------------------------------------------------------------------------

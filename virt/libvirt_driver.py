@@ -134,7 +134,7 @@ class LibvirtDriver(ComputeDriver):
 
     def __init__(self, *, host: str, uri: str, state_dir: Path, disk_gb: int,
                  hypervisor_type: str = "QEMU", hypervisor_version: int = 0,
-                 acpi_shutdown: bool = True) -> None:
+                 acpi_shutdown: bool = True, capacity: dict[str, Any] | None = None) -> None:
         self.host = host
         self.uri = uri
         self.state_dir = Path(state_dir)
@@ -143,7 +143,11 @@ class LibvirtDriver(ComputeDriver):
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.disk_gb = disk_gb
-        self.is_test = uri.startswith("test:")
+        self.is_test = uri.startswith(("test:", "test+"))
+        # A simulated host served by a shared test-driver daemon reports the
+        # capacity it is configured with (vcpus, memory_mb, cpu_arch), not the
+        # daemon's sample node.
+        self._capacity = capacity or {}
         self.virt_type = "test" if self.is_test else ("kvm" if os.access("/dev/kvm", os.W_OK)
                                                       else "qemu")
         self.disk_format = "raw" if self.is_test else "qcow2"
@@ -180,6 +184,9 @@ class LibvirtDriver(ComputeDriver):
 
     def host_report(self) -> dict[str, Any]:
         arch, memory_mb, cpus = self._conn.getInfo()[:3]
+        arch = self._capacity.get("cpu_arch", arch)
+        memory_mb = self._capacity.get("memory_mb", memory_mb)
+        cpus = self._capacity.get("vcpus", cpus)
         if self.is_test:
             hv_type, hv_version = self._hypervisor_type, self._hypervisor_version
         else:

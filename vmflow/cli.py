@@ -73,6 +73,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from webapp import create_app
 
     cfg = _load_config(args)
+    if not cfg.log_dir:  # a log file out of the box, so the dashboard's request trace works
+        cfg.log_dir = str(cfg.data_dir / "logs")
     _tune_interpreter()
     log.setup(cfg.log_level, cfg.log_dir, service="vmflow")
     cloud = Cloud(cfg)
@@ -129,9 +131,12 @@ def cmd_conductor(args: argparse.Namespace) -> int:
 
 def cmd_compute(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
-    cfg.hosts = [config_mod.HostConfig(name=args.host, uri=args.hypervisor or "",
-                                       vcpus=args.vcpus, memory_mb=args.memory_mb,
-                                       disk_gb=args.disk_gb)]
+    uri = args.hypervisor or ""
+    if uri in ("", "daemon", "in-process"):  # a simulated host
+        cfg.simulated_hypervisor = uri or "daemon"
+        uri = ""
+    cfg.hosts = [config_mod.HostConfig(name=args.host, uri=uri, vcpus=args.vcpus,
+                                       memory_mb=args.memory_mb, disk_gb=args.disk_gb)]
     return _run_service(cfg, f"vmflow-compute-{args.host}", run_conductor=False)
 
 
@@ -331,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--config")
     comp.add_argument("--data-dir", dest="data_dir")
     comp.add_argument("--host", required=True, help="the host's name")
-    comp.add_argument("--hypervisor", help="libvirt URI (default: a simulated test host)")
+    comp.add_argument("--hypervisor",
+                      help="libvirt URI, or a simulated host: 'daemon' (the default: its own "
+                           "libvirtd, which outlives this process) or 'in-process'")
     comp.add_argument("--vcpus", type=int, default=16)
     comp.add_argument("--memory-mb", dest="memory_mb", type=int, default=32768)
     comp.add_argument("--disk-gb", dest="disk_gb", type=int, default=500)

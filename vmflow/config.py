@@ -72,6 +72,11 @@ class Config:
     auth_strategy: str = "noauth"
     noauth_project_id: str = "demo"
     noauth_user_id: str = "demo"
+    # Where a simulated host's hypervisor lives: "in-process" (libvirt's test
+    # driver inside the compute process: its guests die with it) or "daemon"
+    # (a libvirtd of its own that outlives the compute process, as on a real
+    # host; `vmflow compute` uses it).  See virt/hostd.py.
+    simulated_hypervisor: str = "in-process"
     # Simulated hosts for the embedded mode and `vmflow up`.
     host_count: int = 4
     host_prefix: str = "compute-"

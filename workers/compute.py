@@ -7,6 +7,7 @@ through the conductor's queue.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from pathlib import Path
@@ -14,11 +15,12 @@ from typing import Any
 
 from celery import Celery
 
+from virt import hostd
 from virt.driver import ComputeDriver
 from virt.libvirt_driver import LibvirtDriver, simulated_host_uri
 from vmflow import exception
 from vmflow.config import Config, HostConfig
-from vmflow.db.models import utcnow
+from vmflow.faults import crash
 from workers.rpc import COMPUTE_TASK
 
 LOG = logging.getLogger(__name__)
@@ -44,10 +46,13 @@ class ComputeManager:
     # Steps named differently from the driver method they run.
     _DRIVER_METHODS = {"prepare_image": "ensure_image_cached"}
 
-    def __init__(self, host: str, driver: ComputeDriver, inject_failure: str = "") -> None:
+    def __init__(self, host: str, driver: ComputeDriver, inject_failure: str = "",
+                 inject_crash: str = "") -> None:
         self.host = host
         self.driver = driver
         self._inject = inject_failure
+        # Crash tests: "compute.<step>:before" or ":after" ends this process there.
+        self._crash = inject_crash if inject_crash.startswith("compute.") else ""
         # Striped: a fixed set of locks, an instance always maps to the same one.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
@@ -63,21 +68,39 @@ class ComputeManager:
             raise exception.HypervisorError(host=self.host, step=method,
                                             reason="failure injected by configuration")
         step = getattr(self.driver, self._DRIVER_METHODS.get(method, method))
+        self._maybe_crash(method, "before")
         instance_uuid = kwargs.get("instance_uuid") or (kwargs.get("instance") or {}).get("uuid")
         if not instance_uuid:
-            return step(**kwargs)
-        with self._instance_lock(instance_uuid):
-            return step(**kwargs)
+            result = step(**kwargs)
+        else:
+            with self._instance_lock(instance_uuid):
+                result = step(**kwargs)
+        self._maybe_crash(method, "after")
+        return result
+
+    def _maybe_crash(self, method: str, when: str) -> None:
+        if self._crash == f"compute.{method}:{when}":
+            crash(f"{self._crash} on {self.host}")
 
 
 def make_driver(cfg: Config, host: HostConfig) -> LibvirtDriver:
+    """The driver of ``host``: its libvirt URI, or a simulated host (in this
+    process, or behind a daemon of its own that outlives this process, per
+    ``simulated_hypervisor``)."""
     state_dir = Path(cfg.data_dir) / "hosts" / host.name
-    uri = host.uri or simulated_host_uri(state_dir, vcpus=host.vcpus,
-                                         memory_mb=host.memory_mb, arch=host.arch)
+    capacity = None
+    if host.uri:
+        uri = host.uri
+    elif cfg.simulated_hypervisor == "daemon":
+        uri = hostd.ensure_running(state_dir)
+        capacity = {"vcpus": host.vcpus, "memory_mb": host.memory_mb, "cpu_arch": host.arch}
+    else:
+        uri = simulated_host_uri(state_dir, vcpus=host.vcpus, memory_mb=host.memory_mb,
+                                 arch=host.arch)
     return LibvirtDriver(host=host.name, uri=uri, state_dir=state_dir, disk_gb=host.disk_gb,
                          hypervisor_type=host.hypervisor_type,
                          hypervisor_version=host.hypervisor_version,
-                         acpi_shutdown=host.acpi_shutdown)
+                         acpi_shutdown=host.acpi_shutdown, capacity=capacity)
 
 
 class ComputeService:
@@ -88,7 +111,8 @@ class ComputeService:
         self.app = app
         self.cfg = cfg
         self.managers = {
-            h.name: ComputeManager(h.name, make_driver(cfg, h), cfg.inject_failures.get(h.name, ""))
+            h.name: ComputeManager(h.name, make_driver(cfg, h), cfg.inject_failures.get(h.name, ""),
+                                   cfg.inject_crash)
             for h in hosts
         }
         # Allocation ratios a host overrides for itself (reported with its capacity).
@@ -104,7 +128,7 @@ class ComputeService:
         (also the host's heartbeat).  The conductor compares the power states
         with the database: Nova's power-state sync, without database access here."""
         for host, manager in self.managers.items():
-            taken_at = utcnow().isoformat()
+            taken_at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
             report = dict(manager.driver.host_report(), allocation_ratios=self._ratios[host],
                           power_states=manager.driver.power_states(), taken_at=taken_at)
             self.app.send_task(REPORT_TASK, args=[host, report])

@@ -22,7 +22,7 @@ from taskflow import states as tf_states
 
 import flows
 from flows import engine as flow_engine
-from flows.base import Services, crash
+from flows.base import Services
 from scheduler.host_state import HostStateCache
 from scheduler.manager import Scheduler
 from vmflow import context
@@ -33,6 +33,7 @@ from vmflow.db import leases
 from vmflow.db.flowstore import FlowStore
 from vmflow.db.models import FlowRun
 from vmflow.db.session import Database
+from vmflow.faults import crash
 from vmflow.notifications import Notifier
 from vmflow.states import power_state
 from workers.compute import COMPUTE_BINARY, RATIOS, REPORT_TASK

@@ -72,3 +72,15 @@ def test_config_file_environment_and_overrides(tmp_path, monkeypatch):
     path.write_text("no_such_setting = 1\n")
     with pytest.raises(ValueError, match="no_such_setting"):
         config.load(path)
+
+
+def test_compute_workers_do_not_load_the_database_layer():
+    """Compute hosts hold no database credentials, and do not even import the code."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, workers.compute; "
+             "print(sorted(m for m in sys.modules if m.startswith(('vmflow.db', 'sqlalchemy'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
