@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from virt import hostd
+
 
 def _start_compute(host: str, data_dir: Path, log_dir: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
@@ -63,6 +65,8 @@ def test_compute_workers_as_separate_processes_over_redis(cloud_factory, redis_u
             proc.terminate()
         for proc in procs:
             proc.wait(20)
+        for state_dir in (compute_dir / "hosts").glob("*"):  # their hypervisors
+            hostd.stop(state_dir)
     # Compute processes never opened a database.
     assert not list(compute_dir.rglob("*.db"))
     assert all(p.returncode == 0 for p in procs)
