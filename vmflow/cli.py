@@ -73,6 +73,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     from webapp import create_app
 
     cfg = _load_config(args)
+    if args.distributed:
+        from vmflow import launcher
+
+        return launcher.run(cfg, args.config)
     if not cfg.log_dir:  # a log file out of the box, so the dashboard's request trace works
         cfg.log_dir = str(cfg.data_dir / "logs")
     _tune_interpreter()
@@ -322,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the embedded all-in-one cloud")
     _service_args(up)
     up.add_argument("--hosts", type=int, help="number of simulated compute hosts (default 4)")
+    up.add_argument("--distributed", action="store_true",
+                    help="every service as a process of its own, over local Redis and "
+                         "PostgreSQL")
     up.set_defaults(func=cmd_up)
 
     api = sub.add_parser("api", help="run the API service")

@@ -56,3 +56,71 @@ def test_server_actions_and_their_record(cloud, capsys):
     request_id = listing.splitlines()[-1].split()[0]  # the oldest: create
     assert cli.main(["server", "--url", url, "actions", server_id, request_id]) == 0
     assert "launch.select-destinations" in capsys.readouterr().out
+
+
+def test_up_distributed_runs_every_service_as_a_process(postgres_server, redis_url, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from tests.conftest import _fresh_postgres
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    databases = _fresh_postgres(postgres_server)
+    database = next(databases)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
+    env.update(VMFLOW_DATABASE_URL=database, VMFLOW_BROKER_URL=redis_url,
+               VMFLOW_RESULT_BACKEND=redis_url, VMFLOW_QUEUE_PREFIX=f"up{port}")
+    proc = subprocess.Popen([sys.executable, "-m", "vmflow.cli", "up", "--distributed",
+                             "--hosts", "2", "--port", str(port), "--data-dir",
+                             str(tmp_path / "data")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}/v2.1"
+    try:
+        assert "vmflow is up (distributed)" in proc.stdout.readline()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                hosts = requests.get(f"{base}/os-hypervisors", timeout=2).json()["hypervisors"]
+                if len(hosts) == 2:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "never came up"
+            time.sleep(0.2)
+        image = requests.get(f"{base}/images", timeout=5).json()["images"][0]["id"]
+        server = requests.post(f"{base}/servers", json={"server": {
+            "name": "dist", "flavorRef": "1", "imageRef": image}}, timeout=10).json()["server"]
+        deadline = time.monotonic() + 60
+        while requests.get(f"{base}/servers/{server['id']}", timeout=5).json()[
+                "server"]["status"] != "ACTIVE":
+            assert time.monotonic() < deadline, "the server never became ACTIVE"
+            time.sleep(0.2)
+        services = requests.get(f"{base}/os-services", timeout=5).json()["services"]
+        assert {s["binary"] for s in services} == {"vmflow-conductor", "vmflow-compute"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, proc.stdout.read()
+        databases.close()
+
+
+def test_up_distributed_says_what_is_missing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
+    env.update(VMFLOW_BROKER_URL="redis://127.0.0.1:9/0")
+    done = subprocess.run([sys.executable, "-m", "vmflow.cli", "up", "--distributed",
+                           "--data-dir", str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Redis does not answer at redis://127.0.0.1:9/0" in done.stderr
+    assert "bash scripts/services.sh" in done.stderr
