@@ -54,6 +54,11 @@ class ComputeAPI:
     def _hand_to_conductor(self, flow_id: str) -> None:
         self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
 
+    def resume(self, flow_id: str) -> None:
+        """Ask the conductors to drive a flow run again (an operator's resume)."""
+        LOG.info("resume of flow %s requested", flow_id)
+        self._hand_to_conductor(flow_id)
+
     def create(self, ctx: RequestContext, *, name: str, flavor_ref: str, image_ref: str,
                availability_zone: str | None = None,
                metadata: dict[str, str] | None = None, group: str | None = None) -> str:

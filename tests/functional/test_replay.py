@@ -261,3 +261,36 @@ def test_a_launch_survives_a_compute_worker_killed_mid_step(hosts_apart, crash):
         usage = {n.host: n.vcpus_used for n in session.scalars(select(ComputeNode))}
     assert allocations == [home]
     assert usage == {home: 1, ({"compute-1", "compute-2"} - {home}).pop(): 0}
+
+
+# -- an operator's view of flows ---------------------------------------------------------
+
+def test_operators_list_show_and_resume_flows(cloud):
+    api = cloud.api
+    compute_api = cloud.app.extensions["vmflow"]["compute_api"]
+    lost = []
+    compute_api._hand_to_conductor = lost.append  # the broker loses the next message
+    server_id = api.create("lost").json()["server"]["id"]
+    del compute_api._hand_to_conductor
+    assert len(lost) == 1 and api.server(server_id)["status"] == "BUILD"
+
+    flows = api.get("/v2.1/os-flows", params={"unfinished": "1"}).json()["flows"]
+    assert [f["id"] for f in flows] == lost and flows[0]["owner"] is None
+    shown = api.get(f"/v2.1/os-flows/{lost[0]}").json()["flow"]
+    assert shown["operation"] == "launch" and shown["instance_uuid"] == server_id
+    assert [s["name"] for s in shown["steps"] if s["state"] == "SUCCESS"][:3] == [
+        "launch.validate-request", "launch.check-quota", "launch.create-instance-record"]
+
+    assert api.post(f"/v2.1/os-flows/{lost[0]}/action", {"resume": None}).status_code == 202
+    assert api.wait_status(server_id)["status"] == "ACTIVE"
+    deadline = time.monotonic() + 10
+    while api.get(f"/v2.1/os-flows/{lost[0]}").json()["flow"]["state"] != "SUCCESS":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    again = api.post(f"/v2.1/os-flows/{lost[0]}/action", {"resume": None})
+    assert again.status_code == 409 and "has ended (SUCCESS)" in again.text
+
+    member = {"X-Roles": "member"}
+    assert api.get("/v2.1/os-flows", headers=member).status_code == 403
+    assert api.post(f"/v2.1/os-flows/{lost[0]}/action", {"rollback": None}).status_code == 400
+    assert api.get("/v2.1/os-flows/7d3fe0a1-8d3f-4d3c-9a52-1f0c2a3b4c5d").status_code == 404

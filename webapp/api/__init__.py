@@ -8,6 +8,7 @@ from webapp.api import (
     aggregates,
     errors,
     flavors,
+    flows,
     hypervisors,
     images,
     instance_actions,
@@ -26,5 +27,5 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     app.register_blueprint(versions.bp)
     for module in (servers, server_actions, flavors, images, hypervisors, services,
-                   aggregates, zones, server_groups, instance_actions):
+                   aggregates, zones, server_groups, instance_actions, flows):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
