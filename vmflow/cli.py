@@ -88,6 +88,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     def announce() -> None:
         print(f"vmflow is up: compute API at http://{cfg.api_host}:{cfg.api_port}/v2.1 "
               f"({len(cloud.hosts)} simulated hosts, data in {cfg.data_dir})", flush=True)
+        print(f"  dashboard: http://{cfg.api_host}:{cfg.api_port}/dashboard/", flush=True)
         print("  try: vmflow server create demo --flavor m1.tiny --image blank-qcow2 --wait",
               flush=True)
 

@@ -87,7 +87,8 @@ def run(cfg: config_mod.Config, config_file: str | None) -> int:
     stopping: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, _frame: stopping.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"vmflow is up (distributed): API at http://{cfg.api_host}:{cfg.api_port}/v2.1, "
+    print(f"vmflow is up (distributed): API at http://{cfg.api_host}:{cfg.api_port}/v2.1 "
+          f"(dashboard at /dashboard/), "
           f"1 conductor, {len(hosts)} compute processes; logs in {log_dir}", flush=True)
     try:
         while not stopping:

@@ -12,7 +12,7 @@ from vmflow.db.session import Database
 
 def create_app(config: Config, *, db: Database, celery_app: Celery) -> Flask:
     """Build the Flask application for one vmflow API service."""
-    from webapp import api
+    from webapp import api, dashboard
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -21,4 +21,5 @@ def create_app(config: Config, *, db: Database, celery_app: Celery) -> Flask:
         "config": config, "db": db, "compute_api": ComputeAPI(config, db, celery_app),
     }
     api.init_app(app)
+    dashboard.init_app(app)
     return app

@@ -1,0 +1,85 @@
+"""The instance actions the dashboard offers, derived from ``vmflow.states.actions``.
+
+The state machine stays in one place: which actions each vm_state allows is
+computed here with ``allows()`` itself and rendered into every page, so the
+page's script only looks the answer up.  What this module adds is how an
+action looks and what it asks for: its label, whether it needs confirming,
+the fields of its dialog and the fixed arguments of its request body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vmflow.states import power_state, vm_states
+from vmflow.states.actions import ACTIONS, allows
+
+# Any value other than None: "some operation is under way".
+_BUSY = "busy"
+
+# name -> presentation.  ``quick``: offered in the instance list's row itself (the
+# others are under "More"); ``confirm``: the question a destructive action asks;
+# ``danger``: it destroys data (drawn in red); ``args``: fixed arguments;
+# ``fields``: what the dialog asks for (``kind`` "text" or "image"); ``when``:
+# shown only if the server's field has this value.
+LOOKS: dict[str, dict[str, Any]] = {
+    "stop": {"label": "Stop", "quick": True,
+             "confirm": "Stop {name}? The guest is asked to shut down and is powered off "
+                        "if it has not done so within the shutdown timeout."},
+    "start": {"label": "Start", "quick": True},
+    "reboot": {"label": "Reboot", "quick": True, "args": {"type": "SOFT"}},
+    "reboot_hard": {"label": "Hard reboot", "args": {"type": "HARD"},
+                    "confirm": "Power-cycle {name}? The guest is not asked first: what it "
+                               "has not written to disk is lost."},
+    "pause": {"label": "Pause"},
+    "unpause": {"label": "Unpause", "quick": True},
+    "suspend": {"label": "Suspend"},
+    "resume": {"label": "Resume", "quick": True},
+    "snapshot": {"label": "Create snapshot",
+                 "fields": [{"name": "name", "label": "Snapshot name", "kind": "text",
+                             "default": "{name}-snapshot"}]},
+    "rebuild": {"label": "Rebuild", "danger": True,
+                "confirm": "Rebuild {name} from an image? Its root disk is replaced: "
+                           "everything on it is lost.",
+                "fields": [{"name": "imageRef", "label": "Image", "kind": "image"}]},
+    "rescue": {"label": "Rescue"},
+    "unrescue": {"label": "Unrescue", "quick": True},
+    "lock": {"label": "Lock", "when": {"locked": False},
+             "fields": [{"name": "locked_reason", "label": "Reason (optional)",
+                         "kind": "text", "optional": True}]},
+    "unlock": {"label": "Unlock", "when": {"locked": True}},
+}
+
+# Delete is not an operation of the table: the API takes it from any state.
+DELETE = {"name": "delete", "label": "Delete", "method": "DELETE", "quick": True,
+          "danger": True, "unless_task_state": "deleting",
+          "confirm": "Delete {name}? Its guest and disks are destroyed; this cannot be undone."}
+
+
+def controls() -> list[dict[str, Any]]:
+    """Every action as the page offers it, in the table's order, then delete."""
+    result = []
+    for name, action in ACTIONS.items():
+        look = LOOKS.get(name, {})
+        result.append({"name": name, "api": action.api, "method": "POST",
+                       "label": look.get("label", name.replace("_", " ").capitalize()),
+                       "quick": look.get("quick", False), "confirm": look.get("confirm"),
+                       "danger": look.get("danger", False), "args": look.get("args"),
+                       "fields": look.get("fields", []), "when": look.get("when")})
+    return [*result, DELETE]
+
+
+def allowed() -> dict[str, dict[str, list[str]]]:
+    """vm_state -> {"idle": actions, "busy": actions}: what may start when no
+    operation holds the instance, and what may start while one does."""
+    return {state: {"idle": [n for n, a in ACTIONS.items() if allows(a, state, None)] + [
+                        "delete"],
+                    "busy": [n for n, a in ACTIONS.items() if allows(a, state, _BUSY)] + [
+                        "delete"]}
+            for state in sorted(vm_states.ALL - {vm_states.DELETED})}
+
+
+def page_meta() -> dict[str, Any]:
+    """What every dashboard page's script is given with the page."""
+    return {"actions": controls(), "allowed": allowed(),
+            "power_states": {str(k): v for k, v in power_state.NAMES.items()}}
