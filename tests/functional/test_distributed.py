@@ -72,19 +72,34 @@ def test_compute_workers_as_separate_processes_over_redis(cloud_factory, redis_u
     assert all(p.returncode == 0 for p in procs)
 
 
-def test_notifications_reach_the_notifications_queue(cloud_factory, redis_url):
+def test_notifications_reach_the_notifications_queue(cloud_factory, redis_url, tmp_path):
     from kombu import Connection
 
     from vmflow.notifications import notifications_queue
 
-    running = cloud_factory(broker_url=redis_url, result_backend=redis_url, host_count=1)
-    api = running.api
-    server_id = api.create("noisy").json()["server"]["id"]
-    assert api.wait_status(server_id)["status"] == "ACTIVE"
-    response = api.post(f"/v2.1/servers/{server_id}/action", {"os-stop": None})
-    assert response.status_code == 202
-    request_id = response.headers["X-OpenStack-Request-Id"]
-    assert api.wait_status(server_id, ("SHUTOFF",))["status"] == "SHUTOFF"
+    running = cloud_factory(run_compute=False, broker_url=redis_url,
+                            result_backend=redis_url, report_interval=1.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
+    env.update(VMFLOW_BROKER_URL=redis_url, VMFLOW_RESULT_BACKEND=redis_url,
+               VMFLOW_QUEUE_PREFIX=running.cfg.queue_prefix, VMFLOW_REPORT_INTERVAL="1")
+    compute_dir = tmp_path / "compute-data"
+    proc = _start_compute("compute-1", compute_dir, tmp_path / "logs", env)
+    try:
+        api = running.api
+        deadline = time.monotonic() + 60
+        while not api.get("/v2.1/os-hypervisors").json()["hypervisors"]:
+            assert time.monotonic() < deadline and proc.poll() is None, "no compute host"
+            time.sleep(0.1)
+        server_id = api.create("noisy").json()["server"]["id"]
+        assert api.wait_status(server_id)["status"] == "ACTIVE"
+        response = api.post(f"/v2.1/servers/{server_id}/action", {"os-stop": None})
+        assert response.status_code == 202
+        request_id = response.headers["X-OpenStack-Request-Id"]
+        assert api.wait_status(server_id, ("SHUTOFF",))["status"] == "SHUTOFF"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        hostd.stop(compute_dir / "hosts" / "compute-1")
 
     received = []
     with Connection(redis_url) as conn:
