@@ -195,9 +195,6 @@ class PowerOff(HostStep):
         if not failed(result) and before["power_state"] == "RUNNING":
             self.undo(host, "power_on", instance_uuid)
 
-    def execute(self, instance_uuid: str, host: str, before: dict[str, Any]) -> Any:
-        return self.call(host, self.method, instance_uuid=instance_uuid)
-
 
 class RequestShutdown(PowerOff):
     """Ask the guest to shut down (ACPI); ``wait-for-shutoff`` waits for it.

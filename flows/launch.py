@@ -65,14 +65,7 @@ class ValidateRequest(VmTask):
         with self.svc.db.read() as session:
             flavor = catalog.get_flavor(session, request["flavor_ref"])
             image = catalog.get_image(session, request["image_ref"], request["project_id"])
-            if image.status != "active":
-                raise exception.Invalid(f"Image {image.id} is not active.")
-            if flavor.root_gb and image.min_disk > flavor.root_gb:
-                raise exception.Invalid(f"Flavor's disk is too small for requested image "
-                                        f"(needs {image.min_disk} GB).")
-            if image.min_ram > flavor.memory_mb:
-                raise exception.Invalid(f"Flavor's memory is too small for requested image "
-                                        f"(needs {image.min_ram} MB).")
+            catalog.check_usable(image, root_gb=flavor.root_gb, memory_mb=flavor.memory_mb)
             return catalog.flavor_dict(flavor), catalog.image_dict(image)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from taskflow.patterns import linear_flow
 
-from flows.base import Services, VmTask
+from flows.base import Services, VmTask, notify, publish
 from vmflow import exception
 from vmflow.db import instances as instances_db
 from vmflow.db.models import Instance
@@ -36,11 +36,11 @@ class _SetLock(VmTask):
             before = state_of(instance)
             instances_db.update_if(session, instance_uuid, values)
             session.refresh(instance)
-            messages = [self.svc.notifier.add(session, instance, self.operation, phase,
-                                              before=before, extra={"locked": instance.locked})
-                        for phase in ("start", "end")] if self.svc.notifier else []
+            messages = [notify(self.svc, session, instance, self.operation, phase,
+                               before=before, extra={"locked": instance.locked})
+                        for phase in ("start", "end")]
         for message in messages:
-            self.svc.notifier.publish(message)
+            publish(self.svc, message)
 
 
 class SetLock(_SetLock):

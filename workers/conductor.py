@@ -17,7 +17,7 @@ import time
 import uuid
 
 from celery import Celery
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from taskflow import states as tf_states
 
 import flows
@@ -144,8 +144,7 @@ class Conductor:
     def resume_unfinished(self) -> int:
         """Enqueue every flow run that has not finished (after a restart)."""
         with self.db.read() as session:
-            ids = list(session.scalars(select(FlowRun.id).where(or_(
-                FlowRun.state.is_(None), FlowRun.state.not_in(list(flow_engine.FINISHED))))))
+            ids = list(session.scalars(select(FlowRun.id).where(leases.unfinished())))
         for flow_id in ids:
             self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
         if ids:
@@ -163,10 +162,11 @@ class Conductor:
             hosts_db.report_node(session, host, report, ratios)
             hosts_db.heartbeat(session, COMPUTE_BINARY, host, topic=f"compute.{host}")
             if "power_states" in report:
-                messages = self._sync_power_states(session, host, report)
+                taken_at = dt.datetime.fromisoformat(report["taken_at"])
+                messages = self._sync_power_states(session, host, report["power_states"],
+                                                   taken_at)
                 unknown, elsewhere = instances_db.foreign_guests(
-                    session, host, report["power_states"],
-                    dt.datetime.fromisoformat(report["taken_at"]))
+                    session, host, report["power_states"], taken_at)
         for message in messages:
             self.services.notifier.publish(message)
         self._clean_up_guests(host, unknown, elsewhere)
@@ -190,10 +190,9 @@ class Conductor:
             except Exception as err:  # the next report tries again
                 LOG.error("could not destroy guest %s on %s: %s", guest, host, err)
 
-    def _sync_power_states(self, session, host: str, report: dict) -> list[dict]:
-        taken_at = dt.datetime.fromisoformat(report["taken_at"])
-        changed = instances_db.sync_power_states(session, host, report["power_states"],
-                                                 taken_at)
+    def _sync_power_states(self, session, host: str, states: dict[str, int],
+                           taken_at: dt.datetime) -> list[dict]:
+        changed = instances_db.sync_power_states(session, host, states, taken_at)
         messages = []
         for instance, before in changed:
             session.refresh(instance)

@@ -61,6 +61,20 @@ def list_flavors(session: Session) -> list[Flavor]:
                                 .order_by(Flavor.memory_mb, Flavor.flavorid)))
 
 
+def check_usable(image: Image, *, root_gb: int | None = None,
+                 memory_mb: int | None = None) -> None:
+    """Invalid unless ``image`` is active and, when a flavor's sizes are given,
+    fits them (a root disk of 0 GB means "the image's size", as in Nova)."""
+    if image.status != "active":
+        raise exception.Invalid(f"Image {image.id} is not active.")
+    if root_gb and image.min_disk > root_gb:
+        raise exception.Invalid(f"Flavor's disk is too small for requested image "
+                                f"(needs {image.min_disk} GB).")
+    if memory_mb is not None and image.min_ram > memory_mb:
+        raise exception.Invalid(f"Flavor's memory is too small for requested image "
+                                f"(needs {image.min_ram} MB).")
+
+
 def get_image(session: Session, image_id: str, project_id: str | None = None) -> Image:
     row = session.get(Image, image_id)
     if row is None or row.status == "deleted" or not _visible(row, project_id):

@@ -26,7 +26,6 @@ from taskflow import states as tf_states
 from taskflow.persistence import base, models
 
 from vmflow.db import leases
-from vmflow.db.leases import RUN_FINISHED
 from vmflow.db.models import FlowEvent, FlowRun, FlowStep, Instance, utcnow
 from vmflow.db.session import Database
 
@@ -60,7 +59,7 @@ def mark_reverting(session, instance_uuid: str, operation: str) -> None:
     """
     session.execute(update(FlowRun).where(
         FlowRun.instance_uuid == instance_uuid, FlowRun.operation == operation,
-        or_(FlowRun.state.is_(None), FlowRun.state.not_in(list(RUN_FINISHED))))
+        leases.unfinished())
         .values(state=tf_states.REVERTING).execution_options(synchronize_session=False))
 
 

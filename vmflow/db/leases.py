@@ -29,7 +29,8 @@ class LeaseLost(Exception):
     """Another conductor holds the flow run now; this one must stop driving it."""
 
 
-def _unfinished():
+def unfinished():
+    """The condition on flow runs that have not ended (never run, or running)."""
     return or_(FlowRun.state.is_(None), FlowRun.state.not_in(list(RUN_FINISHED)))
 
 
@@ -39,7 +40,7 @@ def claim(session: Session, flow_id: str, owner: str, ttl: float) -> int | None:
     now = utcnow()
     row = session.execute(
         update(FlowRun)
-        .where(FlowRun.id == flow_id, _unfinished(),
+        .where(FlowRun.id == flow_id, unfinished(),
                or_(FlowRun.owner.is_(None), FlowRun.lease_expires_at.is_(None),
                    FlowRun.lease_expires_at < now))
         .values(owner=owner, epoch=FlowRun.epoch + 1,
@@ -94,7 +95,7 @@ def orphans(session: Session, grace: float, exclude: Iterable[str] = ()) -> list
     now = utcnow()
     stale = now - dt.timedelta(seconds=grace)
     query = select(FlowRun.id).where(
-        _unfinished(),
+        unfinished(),
         or_(and_(FlowRun.owner.is_not(None), FlowRun.lease_expires_at < now),
             and_(FlowRun.owner.is_(None), FlowRun.updated_at < stale)))
     skip = set(exclude)

@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from vmflow import exception
+from vmflow.db import leases
 from vmflow.db.leases import RUN_FINISHED
 from vmflow.db.models import FlowRun, FlowStep
 from webapp.api import common, validation
@@ -43,7 +44,7 @@ def index():
         if request.args.get(key):
             query = query.where(column == request.args[key])
     if request.args.get("unfinished", "").lower() in ("1", "true", "yes"):
-        query = query.where(FlowRun.state.is_(None) | FlowRun.state.not_in(list(RUN_FINISHED)))
+        query = query.where(leases.unfinished())
     with common.db().read() as session:
         return jsonify({"flows": [_run(r) for r in session.scalars(query)]})
 

@@ -46,11 +46,7 @@ def _image_ref(args: dict[str, Any], key: str, where: str, *, required: bool) ->
     ref = validation.string(args, key, where, required=required, min_len=1)
     if ref is None:
         return None
-    ref = ref.rsplit("/", 1)[-1]  # clients may send the image's link
-    try:
-        return str(uuid.UUID(ref))
-    except ValueError:
-        raise exception.Invalid(f"Invalid {key} provided: {ref!r} is not a UUID.") from None
+    return str(uuid.UUID(validation.image_ref(ref, key)))
 
 
 def _usable_image(image_ref: str, flavor: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -63,14 +59,11 @@ def _usable_image(image_ref: str, flavor: dict[str, Any] | None = None) -> dict[
                                       None if ctx.is_admin else ctx.project_id)
         except exception.ImageNotFound as err:
             raise exception.Invalid(str(err)) from None
-        if image.status != "active":
-            raise exception.Invalid(f"Image {image.id} is not active.")
-        if flavor is not None and flavor.get("root_gb") and image.min_disk > flavor["root_gb"]:
-            raise exception.Invalid(f"Flavor's disk is too small for requested image "
-                                    f"(needs {image.min_disk} GB).")
-        if flavor is not None and image.min_ram > flavor.get("memory_mb", 0):
-            raise exception.Invalid(f"Flavor's memory is too small for requested image "
-                                    f"(needs {image.min_ram} MB).")
+        if flavor is None:
+            catalog.check_usable(image)
+        else:
+            catalog.check_usable(image, root_gb=flavor.get("root_gb"),
+                                 memory_mb=flavor.get("memory_mb", 0))
         return catalog.image_dict(image)
 
 

@@ -48,12 +48,7 @@ def _parse_create(body: dict) -> dict:
     image_ref = validation.string(server, "imageRef", "server", min_len=0) or bdm_image
     if not image_ref:
         raise exception.Invalid("Invalid input for server: 'imageRef' is a required property.")
-    image_ref = image_ref.rsplit("/", 1)[-1]  # clients may send the image's link
-    try:
-        uuid.UUID(image_ref)
-    except ValueError:
-        raise exception.Invalid(f"Invalid imageRef provided: {image_ref!r} is not a UUID.") \
-            from None
+    image_ref = validation.image_ref(image_ref, "imageRef")
     zone = validation.string(server, "availability_zone", "server", min_len=1)
     meta = validation.metadata(server, "metadata", "server")
     min_count = validation.integer(server, "min_count", "server", minimum=1) or 1

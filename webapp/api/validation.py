@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from vmflow import exception
@@ -66,6 +67,17 @@ def integer(obj: dict[str, Any], key: str, where: str, *, minimum: int | None = 
         raise exception.Invalid(f"Invalid input for field '{key}' of {where}: "
                                 f"{value} is greater than the maximum of {maximum}.")
     return value
+
+
+def image_ref(ref: str, key: str) -> str:
+    """An image reference: its UUID, or a link ending in it (clients send both);
+    the UUID part, as given.  400 if it is not a UUID."""
+    ref = ref.rsplit("/", 1)[-1]
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        raise exception.Invalid(f"Invalid {key} provided: {ref!r} is not a UUID.") from None
+    return ref
 
 
 def metadata(obj: dict[str, Any], key: str, where: str) -> dict[str, str]:
