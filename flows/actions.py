@@ -21,16 +21,17 @@ import logging
 import time
 from typing import Any
 
-from taskflow import retry
 from taskflow.patterns import linear_flow
 
 from flows.base import (
+    Polls,
     Services,
     VmTask,
     already_ended,
     failed,
     fault_from,
     first_failure,
+    may_have_acted,
     notify,
     publish,
 )
@@ -132,6 +133,11 @@ class HostStep(VmTask):
     """A step on the instance's host.  Subclasses name the compute step to run
     and, in their docstring, the revert.
 
+    A revert undoes the step's effect when the step succeeded and also when its
+    outcome is unknown (the host did not answer in time, or the step was cut
+    short by an operator's rollback or its conductor's death): undoing is
+    idempotent, leaving an effect in place is not safe (``may_have_acted``).
+
     ``undo`` is best effort, as every revert: it is skipped when a delete has
     taken the instance over (the guest is being torn down anyway); when the host
     cannot do it, the instance goes to ERROR with a fault, since its guest is
@@ -178,7 +184,7 @@ class PowerOn(HostStep):
 
     def revert(self, result: Any, instance_uuid: str, host: str, before: dict[str, Any],
                **_kw: Any) -> None:
-        if not failed(result) and before["power_state"] != "RUNNING":
+        if may_have_acted(result) and before["power_state"] != "RUNNING":
             self.undo(host, "power_off", instance_uuid)
 
 
@@ -192,7 +198,7 @@ class PowerOff(HostStep):
 
     def revert(self, result: Any, instance_uuid: str, host: str, before: dict[str, Any],
                **_kw: Any) -> None:
-        if not failed(result) and before["power_state"] == "RUNNING":
+        if may_have_acted(result) and before["power_state"] == "RUNNING":
             self.undo(host, "power_on", instance_uuid)
 
 
@@ -267,8 +273,7 @@ class WaitForRunning(HostStep):
 def polled(name: str, check: VmTask, attempts: int) -> linear_flow.Flow:
     """``check`` repeated up to ``attempts`` times by the retry named ``name``; when
     they are used up, the whole operation reverts (not only this loop)."""
-    return linear_flow.Flow(f"{name}-loop", retry=retry.Times(
-        attempts, name=name, provides="poll_attempt", revert_all=True)).add(check)
+    return linear_flow.Flow(f"{name}-loop", retry=Polls(attempts, name=name)).add(check)
 
 
 def shutdown_steps(services: Services, op: str) -> list[Any]:

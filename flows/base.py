@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import select
-from taskflow import task
+from taskflow import retry, task
 from taskflow.types import failure as tf_failure
 
 from scheduler.manager import Scheduler
@@ -42,15 +42,26 @@ class VmTask(task.Task):
         self.svc = services
 
     def pre_execute(self) -> None:
-        """Fail here when configuration asks (tests and demos of every revert path)."""
+        """Refuse to start when an operator has asked for the run to be rolled back;
+        fail here when configuration asks (tests and demos of every revert path)."""
+        context.set_executing(True)
+        if context.rollback_requested():
+            raise exception.RollbackRequested(step=self.name)
         if self.name in self.svc.config.inject_step_failures:
             raise exception.InjectedFailure(step=self.name)
 
     def post_execute(self) -> None:
         """Die here, after the step's effect and before its result is saved, when
         configuration asks (crash tests: ``inject_crash = "<step>:before-save"``)."""
+        context.set_executing(False)
         if self.svc.config.inject_crash == f"{self.name}:before-save":
             crash(self.name)
+
+    def post_revert(self) -> None:
+        """Die here, after the step's revert and before it is saved, when
+        configuration asks (``inject_crash = "<step>:revert-before-save"``)."""
+        if self.svc.config.inject_crash == f"{self.name}:revert-before-save":
+            crash(f"{self.name} (revert)")
 
 
 
@@ -82,8 +93,43 @@ def already_ended(session, instance_uuid: str, operation: str) -> bool:
 
 
 def failed(result: Any) -> bool:
-    """True when a revert receives the task's own failure (nothing was done)."""
+    """True when a revert receives the task's own failure instead of its result."""
     return isinstance(result, tf_failure.Failure)
+
+
+# Failures after which nobody knows whether the step's effect happened: the host
+# did not answer in time (it may have acted later), or the step was cut short.
+OUTCOME_UNKNOWN = (exception.ComputeUnavailable, exception.StepInterrupted)
+
+
+def outcome_unknown(result: Any) -> bool:
+    """True when the step failed without knowing whether it acted."""
+    return failed(result) and result.check(*OUTCOME_UNKNOWN) is not None
+
+
+def may_have_acted(result: Any) -> bool:
+    """Whether a revert must undo the step's effect: the step succeeded, or it
+    failed in a way that leaves its effect unknown (undoing is idempotent)."""
+    return not failed(result) or outcome_unknown(result)
+
+
+class Polls(retry.Times):
+    """Repeat a check up to ``attempts`` times, then revert the whole operation
+    (or only the loop: ``revert_all=False``).  An operator's rollback is not
+    worth another poll: it reverts the whole operation at once."""
+
+    def __init__(self, attempts: int, name: str, revert_all: bool = True) -> None:
+        super().__init__(attempts, name=name, provides="poll_attempt", revert_all=revert_all)
+
+    def on_failure(self, history: retry.History, *args: Any, **kwargs: Any) -> str:
+        last = len(history) - 1
+        if any(history.caused_by(cls, index=last) for cls in ROLLBACK):
+            return retry.REVERT_ALL
+        return super().on_failure(history, *args, **kwargs)
+
+
+# An operator's rollback (os-flows): never retried, never rescheduled.
+ROLLBACK = (exception.RollbackRequested, exception.StepInterrupted)
 
 
 def first_failure(flow_failures: dict[str, tf_failure.Failure] | None

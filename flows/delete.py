@@ -22,7 +22,16 @@ from typing import Any
 
 from taskflow.patterns import graph_flow
 
-from flows.base import Services, VmTask, failed, fault_from, first_failure, notify, publish
+from flows.base import (
+    Services,
+    VmTask,
+    failed,
+    fault_from,
+    first_failure,
+    notify,
+    outcome_unknown,
+    publish,
+)
 from vmflow.db import claims
 from vmflow.db import instances as instances_db
 from vmflow.db.models import Instance
@@ -48,7 +57,7 @@ class BeginDelete(VmTask):
 
     def revert(self, result: Any, instance_uuid: str, flow_failures: dict | None = None,
                **_kw: Any) -> None:
-        if failed(result):
+        if failed(result) and not outcome_unknown(result):
             return
         code, message, details = fault_from(first_failure(flow_failures))
         note = None

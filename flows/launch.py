@@ -29,12 +29,14 @@ from taskflow import retry
 from taskflow.patterns import graph_flow, linear_flow
 
 from flows.base import (
+    Polls,
     Services,
     VmTask,
     already_ended,
     failed,
     first_failure,
     notify,
+    outcome_unknown,
     publish,
     record_error,
 )
@@ -138,8 +140,8 @@ class CreateInstanceRecord(VmTask):
 
     def revert(self, result: Any, instance_uuid: str, flow_failures: dict | None = None,
                **_kw: Any) -> None:
-        if failed(result):
-            return
+        if failed(result) and not outcome_unknown(result):
+            return  # refused at admission: there is no record
         record_error(self.svc, instance_uuid, first_failure(flow_failures), operation="create")
 
 
@@ -284,9 +286,15 @@ class ClaimResources(VmTask):
 
     def revert(self, result: Any, instance_uuid: str, flavor: dict[str, Any],
                **_kw: Any) -> None:
-        if failed(result) or result is None:
-            return
-        host = result
+        if outcome_unknown(result):  # cut short: whatever it claimed is released
+            with self.svc.db.read() as session:
+                held = [a.host for a in claims.allocations_of(session, instance_uuid)]
+            for host in held:
+                self._release(instance_uuid, host, flavor)
+        elif not failed(result) and result is not None:
+            self._release(instance_uuid, result, flavor)
+
+    def _release(self, instance_uuid: str, host: str, flavor: dict[str, Any]) -> None:
         with self.svc.db.write() as session:
             released = claims.release(session, instance_uuid, host)
             instance = session.get(Instance, instance_uuid)
@@ -436,8 +444,7 @@ def get_flow(services: Services, max_attempts: int = 3, poll_attempts: int = 30
     create = CreateInstanceRecord(services, ADMISSION_LAST_STEP)
     wait = linear_flow.Flow(
         "launch.wait",
-        retry=retry.Times(poll_attempts, name="launch.poll", provides="poll_attempt",
-                          revert_all=False),
+        retry=Polls(poll_attempts, name="launch.poll", revert_all=False),
     ).add(WaitForRunning(services, "launch.wait-for-running"))
     build = linear_flow.Flow("launch.build", retry=RescheduleRetry(max_attempts)).add(
         SelectDestinations(services, "launch.select-destinations"),

@@ -17,7 +17,7 @@ from typing import Any
 from taskflow.patterns import linear_flow
 
 from flows.actions import HostStep, WaitForRunning, frame, polled
-from flows.base import Services, failed
+from flows.base import Services, may_have_acted
 
 
 class PauseGuest(HostStep):
@@ -29,7 +29,7 @@ class PauseGuest(HostStep):
     method = "pause"
 
     def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
-        if not failed(result):
+        if may_have_acted(result):
             self.undo(host, "unpause", instance_uuid)
 
 
@@ -42,7 +42,7 @@ class UnpauseGuest(HostStep):
     method = "unpause"
 
     def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
-        if not failed(result):
+        if may_have_acted(result):
             self.undo(host, "pause", instance_uuid)
 
 
@@ -55,7 +55,7 @@ class SaveGuest(HostStep):
     method = "suspend"
 
     def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
-        if not failed(result):
+        if may_have_acted(result):
             self.undo(host, "resume", instance_uuid)
 
 
@@ -68,7 +68,7 @@ class RestoreGuest(HostStep):
     method = "resume"
 
     def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
-        if not failed(result):
+        if may_have_acted(result):
             self.undo(host, "suspend", instance_uuid)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from taskflow.patterns import linear_flow
 
 from flows.actions import Finish, HostStep, PowerOff, boot_steps, frame
-from flows.base import Services, failed
+from flows.base import Services, may_have_acted
 from flows.rescue import guest_of
 from vmflow.states import power_state, vm_states
 
@@ -35,7 +35,7 @@ class ReplaceDisk(HostStep):
                   root_gb=root_gb)
 
     def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
-        if not failed(result):
+        if may_have_acted(result):
             self.undo(host, "restore_disk", instance_uuid)
 
 

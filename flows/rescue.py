@@ -19,7 +19,7 @@ from typing import Any
 from taskflow.patterns import linear_flow
 
 from flows.actions import HostStep, boot_steps, frame
-from flows.base import Services, failed
+from flows.base import Services, may_have_acted
 from vmflow.db.models import Instance
 
 
@@ -40,7 +40,7 @@ class CreateRescueDisk(HostStep):
         self.call(host, "create_rescue_disk", instance_uuid=instance_uuid, image=rescue_image)
 
     def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
-        if not failed(result):
+        if may_have_acted(result):
             self.undo(host, "delete_rescue_disk", instance_uuid)
 
 
@@ -55,7 +55,7 @@ class _Redefine(HostStep):
 
     def revert(self, result: Any, instance_uuid: str, host: str, before: dict[str, Any],
                **_kw: Any) -> None:
-        if failed(result):
+        if not may_have_acted(result):
             return
         self.undo(host, self.opposite, instance_uuid, instance=guest_of(self.svc, instance_uuid))
         if before["power_state"] == "RUNNING":

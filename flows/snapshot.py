@@ -20,7 +20,7 @@ from typing import Any
 from taskflow.patterns import linear_flow
 
 from flows.actions import Begin, HostStep, frame
-from flows.base import Services, VmTask, failed
+from flows.base import Services, VmTask, may_have_acted, outcome_unknown
 from vmflow import exception
 from vmflow.db import catalog
 
@@ -57,8 +57,9 @@ class Quiesce(HostStep):
         self.call(host, "pause", instance_uuid=instance_uuid)
         return True
 
-    def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
-        if result is True:
+    def revert(self, result: Any, instance_uuid: str, host: str, before: dict[str, Any],
+               **_kw: Any) -> None:
+        if result is True or (outcome_unknown(result) and before["power_state"] == "RUNNING"):
             self.undo(host, "unpause", instance_uuid)
 
 
@@ -105,7 +106,7 @@ class ActivateImage(VmTask):
             catalog.activate_image(session, image_id, upload)
 
     def revert(self, result: Any, image_id: str, **_kw: Any) -> None:
-        if failed(result):
+        if not may_have_acted(result):
             return
         with self.svc.db.write() as session:
             catalog.discard_image(session, image_id)

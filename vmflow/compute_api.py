@@ -207,14 +207,10 @@ class ComputeAPI:
                                           expected_task_state=instance.task_state):
                 raise exception.Conflict(
                     f"Instance {instance_uuid} changed state while being deleted; try again.")
-        detail = self.store.create_run(name="delete", operation="delete",
-                                       request_id=ctx.request_id, user_id=ctx.user_id,
-                                       project_id=ctx.project_id,
-                                       instance_uuid=instance_uuid, params={})
-        graph = delete_flow.get_flow(self.services)
-        engine = flow_engine.load(self.store, graph, detail,
-                                  inputs={"instance_uuid": instance_uuid})
-        engine.compile()
-        engine.prepare()
-        self._hand_to_conductor(detail.uuid)
-        LOG.info("accepted delete of %s as flow %s", instance_uuid, detail.uuid)
+        flow_id = flow_engine.record(self.store, delete_flow.get_flow(self.services),
+                                     operation="delete", request_id=ctx.request_id,
+                                     user_id=ctx.user_id, project_id=ctx.project_id,
+                                     instance_uuid=instance_uuid,
+                                     inputs={"instance_uuid": instance_uuid})
+        self._hand_to_conductor(flow_id)
+        LOG.info("accepted delete of %s as flow %s", instance_uuid, flow_id)

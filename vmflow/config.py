@@ -111,6 +111,15 @@ class Config:
     # every third of it): after a conductor dies, its flows are driven again by
     # another (or by it, restarted) within about this time.
     flow_lease_seconds: float = 30.0
+    # A flow run taken by conductors more often than this (its conductor died
+    # each time: a poison run) is given up: FAILURE, and its instance in ERROR.
+    max_flow_attempts: int = 5
+    # A host command older than this when it arrives (the host was down or
+    # backed up), or delivered again, is acted on only once the conductor has
+    # confirmed its operation is still under way, at the same lease epoch, for
+    # an instance on that host.  Younger ones are current: their sender still
+    # holds the lease.
+    host_command_fresh_seconds: float = 5.0
     # A guest on a compute host that no live instance owns: destroyed when True,
     # only reported when False (the guests of instances that now live on
     # another host are always destroyed).
@@ -175,6 +184,8 @@ def _coerce(field: dataclasses.Field, raw: str) -> Any:
         return Path(raw)
     if kind.startswith("str"):
         return raw
+    if kind.startswith("list[str]"):
+        return [item.strip() for item in raw.split(",") if item.strip()]
     raise ValueError(f"{field.name} cannot be set from the environment")
 
 
@@ -188,8 +199,7 @@ def load(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for name, field in fields.items():
         raw = os.environ.get(_ENV_PREFIX + name.upper())
-        if raw is not None and name not in ("hosts", "inject_failures", "available_filters",
-                                            "enabled_filters", "inject_step_failures"):
+        if raw is not None and name not in ("hosts", "inject_failures"):
             values[name] = _coerce(field, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(values) - set(fields)

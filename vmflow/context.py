@@ -10,10 +10,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import threading
 import uuid
 from collections.abc import Iterator
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# Set by the conductor driving a flow run when an operator asks to roll it back:
+# the next step refuses to start and a call waiting on a host gives up.
+_rollback: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "rollback", default=None)
+# The flow run (id, lease epoch) whose steps this thread runs: host commands
+# carry it, so that a host can tell a stale command from a current one.
+_flow: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
+    "flow", default=None)
+# True while a flow step executes (not while it reverts): only then may a
+# rollback cut a host call short.
+_executing: contextvars.ContextVar[bool] = contextvars.ContextVar("executing", default=False)
 
 
 def new_request_id() -> str:
@@ -50,3 +62,42 @@ class RequestContext:
 
 def reset_request_id(token: contextvars.Token) -> None:
     _request_id.reset(token)
+
+
+@contextlib.contextmanager
+def rollback_scope(event: threading.Event) -> Iterator[None]:
+    """Within this scope, ``rollback_requested()`` is whether ``event`` is set."""
+    token = _rollback.set(event)
+    try:
+        yield
+    finally:
+        _rollback.reset(token)
+
+
+def rollback_requested() -> bool:
+    event = _rollback.get()
+    return event is not None and event.is_set()
+
+
+@contextlib.contextmanager
+def flow_scope(flow_id: str, epoch: int) -> Iterator[None]:
+    """Within this scope, host commands are sent on behalf of this flow run."""
+    token = _flow.set((flow_id, epoch))
+    try:
+        yield
+    finally:
+        _flow.reset(token)
+
+
+def current_flow() -> tuple[str, int] | None:
+    return _flow.get()
+
+
+def set_executing(flag: bool) -> None:
+    """Mark the start (True) and end (False) of a flow step's execute."""
+    _executing.set(flag)
+
+
+def interrupted() -> bool:
+    """Whether the step executing now should give up: its run is being rolled back."""
+    return _executing.get() and rollback_requested()

@@ -101,3 +101,24 @@ class InjectedFailure(VmflowError):
     """Raised by a flow step named in ``inject_step_failures`` (tests, demos)."""
 
     message = "Failure injected by configuration in step {step}"
+
+
+class RollbackRequested(VmflowError):
+    """An operator asked for the flow run to be rolled back (os-flows); raised
+    before a step starts, so the step did nothing."""
+
+    message = "Rolled back at an operator's request before step {step}"
+
+
+class StepInterrupted(VmflowError):
+    """A step was interrupted by an operator's rollback while it ran (or its
+    conductor died in it): whether its effect happened is unknown."""
+
+    message = "Step {step} was cut short: rolled back at an operator's request"
+
+
+class GaveUp(VmflowError):
+    """A flow run was taken by conductors more often than ``max_flow_attempts``
+    (each time its conductor died): it is not driven again."""
+
+    message = "Gave up on {operation} after {attempts} attempts (its conductor died each time)"

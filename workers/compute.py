@@ -7,9 +7,11 @@ through the conductor's queue.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,17 @@ from virt.libvirt_driver import LibvirtDriver, simulated_host_uri
 from vmflow import exception
 from vmflow.config import Config, HostConfig
 from vmflow.faults import crash
-from workers.rpc import COMPUTE_TASK
+from workers.rpc import COMMAND_HEADER, COMPUTE_TASK
 
 LOG = logging.getLogger(__name__)
 
 REPORT_TASK = "vmflow.conductor.report_host"
+CHECK_COMMAND_TASK = "vmflow.conductor.check_command"
 RATIOS = ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio")
 COMPUTE_BINARY = "vmflow-compute"
 LOCK_STRIPES = 64
+# How many flow runs' latest lease epochs a host remembers.
+REMEMBERED_FLOWS = 4096
 
 
 class ComputeManager:
@@ -119,19 +124,25 @@ class ComputeService:
         self._ratios = {h.name: {k: getattr(h, k) for k in RATIOS if getattr(h, k) is not None}
                         for h in hosts}
         self._interval = report_interval
+        # Hosts whose first report (which asks the conductor to reconcile) is sent.
+        self._reported: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        register_compute_task(app, self.managers)
+        register_compute_task(app, self.managers, CommandGate(app, cfg))
 
     def report(self) -> None:
         """Send each host's capacity and its guests' power states to the conductor
         (also the host's heartbeat).  The conductor compares the power states
-        with the database: Nova's power-state sync, without database access here."""
+        with the database: Nova's power-state sync, without database access here.
+        The first report of each host says it is starting: the conductor then
+        resolves that host's instances stuck in an operation nobody drives."""
         for host, manager in self.managers.items():
             taken_at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
             report = dict(manager.driver.host_report(), allocation_ratios=self._ratios[host],
-                          power_states=manager.driver.power_states(), taken_at=taken_at)
+                          power_states=manager.driver.power_states(), taken_at=taken_at,
+                          starting=host not in self._reported)
             self.app.send_task(REPORT_TASK, args=[host, report])
+            self._reported.add(host)
 
     def start(self) -> None:
         self.report()
@@ -151,16 +162,74 @@ class ComputeService:
             manager.driver.close()
 
 
-def register_compute_task(app: Celery, managers: dict[str, ComputeManager]) -> None:
-    @app.task(name=COMPUTE_TASK, acks_late=True, shared=False)
-    def compute_call(host: str, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+class CommandGate:
+    """Decides whether a host may act on a command (reliability: per-host queues).
+
+    A command carries when it was sent, until when it may be acted on, and the
+    flow run and lease epoch it was sent for (``workers.rpc``).  It is refused
+    when it has expired; when a newer epoch of the same flow run has been
+    seen here (a conductor that lost its lease still sending); and, when it is
+    old (``host_command_fresh_seconds``) or delivered again, unless the
+    conductor confirms that its operation is still under way at that epoch and
+    its instance lives on this host (or holds a claim here).  Commands sent
+    outside a flow (reads, clean-ups from the reports) pass on expiry alone.
+    """
+
+    def __init__(self, app: Celery, cfg: Config) -> None:
+        self.app = app
+        self.fresh_for = cfg.host_command_fresh_seconds
+        self.check_timeout = cfg.compute_rpc_timeout / 2
+        self._epochs: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def refusal(self, host: str, kwargs: dict[str, Any], command: dict[str, Any] | None,
+                redelivered: bool = False) -> str | None:
+        """Why the host must not act on this command, or None."""
+        if not isinstance(command, dict):
+            return None  # a message from before commands were stamped: expiry applies
+        now = time.time()
+        if now > float(command.get("expires_at") or now + 1):
+            return "it has expired"
+        flow_id, epoch = command.get("flow_id"), command.get("epoch")
+        if flow_id is None or epoch is None:
+            return None
+        with self._lock:
+            seen = self._epochs.get(flow_id, -1)
+            if epoch < seen:
+                return f"its operation is driven at epoch {seen} now, not {epoch}"
+            self._epochs[flow_id] = epoch
+            self._epochs.move_to_end(flow_id)
+            while len(self._epochs) > REMEMBERED_FLOWS:
+                self._epochs.popitem(last=False)
+        if not redelivered and now - float(command.get("sent_at") or now) < self.fresh_for:
+            return None
+        instance_uuid = kwargs.get("instance_uuid") or (kwargs.get("instance") or {}).get("uuid")
+        try:
+            answer = self.app.send_task(CHECK_COMMAND_TASK,
+                                        args=[flow_id, epoch, instance_uuid, host]).get(
+                timeout=self.check_timeout, disable_sync_subtasks=False)
+        except Exception as err:  # no conductor to confirm: do not act
+            return f"the conductor could not confirm it ({type(err).__name__})"
+        return None if answer.get("ok") else answer.get("reason") or "refused"
+
+
+def register_compute_task(app: Celery, managers: dict[str, ComputeManager],
+                          gate: CommandGate) -> None:
+    @app.task(name=COMPUTE_TASK, acks_late=True, shared=False, bind=True)
+    def compute_call(task, host: str, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         manager = managers.get(host)
         if manager is None:
             LOG.error("rejected %s for host %s: not served by this worker", method, host)
             return {"ok": False, "error": f"host {host} is not served by this worker"}
+        kwargs = kwargs if isinstance(kwargs, dict) else {}
+        refusal = gate.refusal(host, kwargs, task.request.get(COMMAND_HEADER),
+                               bool((task.request.delivery_info or {}).get("redelivered")))
+        if refusal:
+            LOG.warning("refused %s on %s: %s", method, host, refusal)
+            return {"ok": False, "error": f"refused by host {host}: {refusal}"}
         LOG.info("compute step %s on %s", method, host)
         try:
-            result = manager.dispatch(method, kwargs if isinstance(kwargs, dict) else {})
+            result = manager.dispatch(method, kwargs)
         except Exception as err:
             LOG.warning("compute step %s on %s failed: %s", method, host, err)
             return {"ok": False, "error": f"{type(err).__name__}: {err}"}

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import select
@@ -25,24 +26,30 @@ from flows import engine as flow_engine
 from flows.base import Services
 from scheduler.host_state import HostStateCache
 from scheduler.manager import Scheduler
-from vmflow import context
+from vmflow import context, exception
 from vmflow.config import Config
 from vmflow.db import hosts as hosts_db
 from vmflow.db import instances as instances_db
 from vmflow.db import leases
 from vmflow.db.flowstore import FlowStore
-from vmflow.db.models import FlowRun
+from vmflow.db.models import Allocation, FlowRun, Instance
 from vmflow.db.session import Database
 from vmflow.faults import crash
 from vmflow.notifications import Notifier
-from vmflow.states import power_state
-from workers.compute import COMPUTE_BINARY, RATIOS, REPORT_TASK
+from vmflow.states import power_state, task_states, vm_states
+from workers.compute import CHECK_COMMAND_TASK, COMPUTE_BINARY, RATIOS, REPORT_TASK
 from workers.rpc import ComputeClient
 
 LOG = logging.getLogger(__name__)
 
 RUN_FLOW_TASK = "vmflow.conductor.run_flow"
 CONDUCTOR_BINARY = "vmflow-conductor"
+# On a compute host's start, instances of that host held by an operation with
+# no run for at least this long are resolved (the API records a run within
+# moments of taking an instance's task_state).
+STARTING_GRACE = 5.0
+# Seconds between checks for operators' rollbacks of the runs driven here.
+ROLLBACK_CHECK = 1.0
 
 
 class Conductor:
@@ -66,6 +73,8 @@ class Conductor:
         # start a second engine, and these leases are renewed.
         self._running: dict[str, int | None] = {}
         self._running_lock = threading.Lock()
+        # Per run driven here: set when an operator asks to roll it back.
+        self._rollbacks: dict[str, threading.Event] = {}
         self._register_tasks()
 
     def _register_tasks(self) -> None:
@@ -78,6 +87,12 @@ class Conductor:
         @self.app.task(name=REPORT_TASK, acks_late=True, ignore_result=True, shared=False)
         def report_host(host: str, report: dict) -> None:
             conductor.report_host(host, report)
+
+        @self.app.task(name=CHECK_COMMAND_TASK, shared=False)
+        def check_command(flow_id: str, epoch: int, instance_uuid: str | None,
+                          host: str) -> dict:
+            problem = conductor.check_command(flow_id, epoch, instance_uuid, host)
+            return {"ok": problem is None, "reason": problem}
 
     # -- flows ------------------------------------------------------------------------
 
@@ -104,25 +119,45 @@ class Conductor:
             LOG.info("flow %s already %s; nothing to do", flow_id, run.state)
             return run.state
         with self.db.write() as session:
-            epoch = leases.claim(session, flow_id, self.owner, self.cfg.flow_lease_seconds)
-        if epoch is None:
+            taken = leases.claim(session, flow_id, self.owner, self.cfg.flow_lease_seconds)
+        if taken is None:
             LOG.info("flow %s is driven by %s (lease until %s); message dropped", flow_id,
                      run.owner, run.lease_expires_at)
             return None
+        epoch, attempts = taken
+        rollback = threading.Event()
+        if run.rollback_requested_at is not None:
+            rollback.set()
         with self._running_lock:
             self._running[flow_id] = epoch
+            self._rollbacks[flow_id] = rollback
         try:
-            with context.request_id_scope(run.request_id):
-                return self._drive(run, epoch)
+            with context.request_id_scope(run.request_id), context.rollback_scope(rollback), \
+                    context.flow_scope(flow_id, epoch):
+                if attempts > self.cfg.max_flow_attempts:
+                    return self._give_up(run, epoch, attempts)
+                return self._drive(run, epoch, rollback)
         finally:
+            with self._running_lock:
+                self._rollbacks.pop(flow_id, None)
             with self.db.write() as session:
                 leases.release(session, flow_id, self.owner, epoch)
 
-    def _drive(self, run: FlowRun, epoch: int) -> str | None:
+    def _drive(self, run: FlowRun, epoch: int, rollback: threading.Event) -> str | None:
         store = self.store.fenced(run.id, epoch)
+        if run.state == tf_states.REVERTING:
+            # Marked for operators while its reverts ran (flowstore.mark_reverting);
+            # TaskFlow resumes a run left RUNNING, and finishes its reverts.
+            with self.db.write() as session:
+                leases.check(session, run.id, epoch)
+                leases.set_state(session, run.id, tf_states.RUNNING)
         graph = flows.build(run.operation, self.services, run.params)
         detail = store.get_connection().get_flow_details(run.id)
         engine = flow_engine.load(store, graph, detail)
+        if rollback.is_set():
+            LOG.warning("flow %s (%s): rolling back at an operator's request", run.id,
+                        run.operation)
+            flow_engine.prepare_rollback(engine, store)
         if self.cfg.inject_crash.endswith(":after-save"):
             step = self.cfg.inject_crash.rsplit(":", 1)[0]
             engine.atom_notifier.register(tf_states.SUCCESS, lambda _state, details: (
@@ -141,6 +176,29 @@ class Conductor:
         LOG.info("flow %s (%s) ended %s", run.id, run.operation, state)
         return state
 
+    def _give_up(self, run: FlowRun, epoch: int, attempts: int) -> str:
+        """A run whose conductors keep dying (a poison run) is not driven again:
+        it ends FAILURE and its instance goes to ERROR with a fault; an
+        operator may still roll it back (os-flows), which gives it a fresh
+        budget of attempts."""
+        problem = exception.GaveUp(operation=run.operation, attempts=attempts - 1)
+        LOG.error("flow %s: %s", run.id, problem)
+        note = None
+        with self.db.write() as session:
+            leases.check(session, run.id, epoch)
+            leases.set_state(session, run.id, tf_states.FAILURE)
+            instance = session.get(Instance, run.instance_uuid) if run.instance_uuid else None
+            if instance is not None and not instance.deleted and instances_db.update_if(
+                    session, instance.uuid, {"vm_state": vm_states.ERROR, "task_state": None},
+                    expected_task_state=instance.task_state):
+                instances_db.add_fault(session, instance.uuid, code=problem.code,
+                                       message=str(problem), host=instance.host)
+                session.refresh(instance)
+                note = self.services.notifier.add(session, instance, run.operation, "error",
+                                                  fault=str(problem))
+        self.services.notifier.publish(note)
+        return tf_states.FAILURE
+
     def resume_unfinished(self) -> int:
         """Enqueue every flow run that has not finished (after a restart)."""
         with self.db.read() as session:
@@ -152,6 +210,29 @@ class Conductor:
         return len(ids)
 
     # -- on behalf of compute hosts ---------------------------------------------------
+
+    def check_command(self, flow_id: str, epoch: int, instance_uuid: str | None,
+                      host: str) -> str | None:
+        """Why a host must not act on a command of flow run ``flow_id`` sent at
+        lease ``epoch`` for ``instance_uuid``, or None if it may: the run must
+        still be under way and driven at that epoch, and the instance must
+        live on that host or hold a claim there."""
+        with self.db.read() as session:
+            run = session.get(FlowRun, flow_id)
+            if run is None or run.state in leases.RUN_FINISHED:
+                return f"its operation has ended ({run.state if run else 'no such run'})"
+            if run.epoch != epoch:
+                return f"its operation is driven at epoch {run.epoch} now, not {epoch}"
+            if instance_uuid is None:
+                return None
+            instance = session.get(Instance, instance_uuid)
+            if instance is None:
+                return "its instance does not exist"
+            if instance.host != host and not session.scalar(
+                    select(Allocation.id).where(Allocation.instance_uuid == instance_uuid,
+                                                Allocation.host == host)):
+                return f"its instance lives on {instance.host}, not {host}"
+        return None
 
     def report_host(self, host: str, report: dict) -> None:
         ratios = {name: getattr(self.cfg, name) for name in RATIOS}
@@ -170,6 +251,8 @@ class Conductor:
         for message in messages:
             self.services.notifier.publish(message)
         self._clean_up_guests(host, unknown, elsewhere)
+        if report.get("starting"):
+            self.resolve_stranded(host, grace=STARTING_GRACE)
 
     def _clean_up_guests(self, host: str, unknown: list[str], elsewhere: list[str]) -> None:
         """Nova's clean-up on a compute host: a guest of an instance that now lives
@@ -218,7 +301,7 @@ class Conductor:
         nobody drives (their conductor died, or their message was lost)."""
         lease = self.cfg.flow_lease_seconds
         jobs = [(self.cfg.report_interval, self.heartbeat), (lease / 3, self.renew_leases),
-                (lease, self.reap)]
+                (lease, self.reap), (ROLLBACK_CHECK, self.watch_rollbacks)]
         due = [time.monotonic() + every for every, _job in jobs]
         while not self._stop.wait(min(every for every, _job in jobs)):
             now = time.monotonic()
@@ -242,8 +325,58 @@ class Conductor:
             LOG.warning("flow %s: lease lost (this conductor stalled); its next save stops it",
                         flow_id)
 
+    def watch_rollbacks(self) -> None:
+        """Tell the flows driven here that an operator asked to roll them back:
+        the step running gives up waiting on its host, the next one does not
+        start, and the run reverts."""
+        with self._running_lock:
+            watched = {f: e for f, e in self._rollbacks.items() if not e.is_set()}
+        if not watched:
+            return
+        with self.db.read() as session:
+            asked = leases.rollbacks_requested(session, watched)
+        for flow_id in asked:
+            LOG.warning("flow %s: an operator asked for a rollback", flow_id)
+            watched[flow_id].set()
+
+    def resolve_stranded(self, host: str | None = None,
+                         grace: float | None = None) -> list[str]:
+        """Instances held by an operation nobody will finish (the API died
+        between taking the task_state and recording the run), resolved as
+        Nova's ``_init_instance`` does: a delete is carried out, an interrupted
+        build ends in ERROR with a fault, any other operation is let go
+        (task_state cleared; the power-state sync corrects the rest).
+        Returns the instances resolved."""
+        grace = self.cfg.flow_lease_seconds if grace is None else grace
+        with self.db.read() as session:
+            found = [(i.uuid, i.task_state, i.vm_state, i.project_id, i.user_id)
+                     for i in instances_db.stranded(session, grace, host)]
+        for uuid_, task_state, vm_state, project_id, user_id in found:
+            LOG.warning("instance %s has been %s with no operation driving it; resolving it",
+                        uuid_, task_state)
+            if task_state == task_states.DELETING:
+                flow_id = flow_engine.record(
+                    self.store, flows.build("delete", self.services, {}), operation="delete",
+                    request_id=context.new_request_id(), instance_uuid=uuid_,
+                    inputs={"instance_uuid": uuid_}, user_id=user_id, project_id=project_id)
+                self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
+                continue
+            values: dict[str, Any] = {"task_state": None}
+            message = f"The operation in progress ({task_state}) was interrupted; let go"
+            if vm_state == vm_states.BUILDING:
+                values["vm_state"] = vm_states.ERROR
+                message = "The build was interrupted before it was scheduled"
+            with self.db.write() as session:
+                if instances_db.update_if(session, uuid_, values,
+                                          expected_task_state=task_state):
+                    instance = session.get(Instance, uuid_)
+                    instances_db.add_fault(session, uuid_, code=500, message=message,
+                                           host=instance.host)
+        return [f[0] for f in found]
+
     def reap(self) -> int:
-        """Enqueue every unfinished flow run that nobody drives."""
+        """Enqueue every unfinished flow run that nobody drives; resolve
+        instances held by an operation that has no run."""
         with self._running_lock:
             mine = set(self._running)
         with self.db.read() as session:
@@ -251,6 +384,7 @@ class Conductor:
         for flow_id in ids:
             LOG.warning("flow %s has no live conductor; driving it again", flow_id)
             self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
+        self.resolve_stranded()
         return len(ids)
 
     def stop(self) -> None:

@@ -20,83 +20,10 @@ import time
 import pytest
 from sqlalchemy import select
 
+from tests.functional.checks import agree, faults, run_of
 from vmflow.db import migrate
-from vmflow.db.models import Allocation, ComputeNode, FlowRun, Instance
+from vmflow.db.models import Allocation, ComputeNode, FlowRun
 from vmflow.db.session import Database
-
-LEASE = "1.0"
-
-
-@pytest.fixture
-def pg_url(postgres_server):
-    from tests.conftest import _fresh_postgres
-
-    yield from _fresh_postgres(postgres_server)
-
-
-@pytest.fixture
-def distributed(cloud_factory, redis_url, pg_url, tmp_path):
-    """API and two compute hosts here; conductors are started by the test."""
-    db = Database(pg_url)
-    migrate.upgrade(db)
-    running = cloud_factory(database=db, run_conductor=False, database_url=pg_url,
-                            broker_url=redis_url, result_backend=redis_url, host_count=2,
-                            flow_lease_seconds=float(LEASE), report_interval=1.0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
-    env.update(VMFLOW_DATABASE_URL=pg_url, VMFLOW_BROKER_URL=redis_url,
-               VMFLOW_RESULT_BACKEND=redis_url, VMFLOW_QUEUE_PREFIX=running.cfg.queue_prefix,
-               VMFLOW_FLOW_LEASE_SECONDS=LEASE, VMFLOW_DATA_DIR=str(running.cfg.data_dir),
-               VMFLOW_LOG_DIR=str(tmp_path / "logs"), VMFLOW_REPORT_INTERVAL="1",
-               VMFLOW_SPAWN_POLL_ATTEMPTS="10")
-    procs: list[subprocess.Popen] = []
-
-    def conductor(crash: str = "") -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "vmflow.cli", "conductor"],
-                                env={**env, "VMFLOW_INJECT_CRASH": crash},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        return proc
-
-    running.conductor = conductor
-    running.conductors = procs
-    yield running
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        proc.wait(20)
-    db.dispose()
-
-
-def _agree(running, server_id: str) -> None:
-    """Database, hypervisors and claims tell the same story: one guest with its
-    disk on the instance's host, one claim there, nothing anywhere else."""
-    with running.db.read() as session:
-        instance = session.get(Instance, server_id)
-        allocations = list(session.scalars(select(Allocation).where(
-            Allocation.instance_uuid == server_id)))
-        usage = {n.host: (n.vcpus_used, n.memory_mb_used, n.local_gb_used)
-                 for n in session.scalars(select(ComputeNode))}
-    assert [a.host for a in allocations] == [instance.host]
-    for host, manager in running.cloud.compute.managers.items():
-        mine = host == instance.host
-        assert manager.driver.list_instances() == ([server_id] if mine else []), host
-        assert manager.driver.disk_exists(server_id) == mine, host
-        assert usage[host] == ((1, 512, 1) if mine else (0, 0, 0)), host
-
-
-def _run_of(running, server_id: str, operation: str) -> FlowRun:
-    """The operation's flow run, once it has ended."""
-    deadline = time.monotonic() + 30
-    while True:
-        with running.db.read() as session:
-            run = session.scalar(select(FlowRun).where(FlowRun.instance_uuid == server_id,
-                                                       FlowRun.operation == operation))
-        if run.state in ("SUCCESS", "REVERTED", "FAILURE") and run.owner is None:
-            return run
-        assert time.monotonic() < deadline, f"flow run {run.id} stayed {run.state}"
-        time.sleep(0.05)
-
 
 LAUNCH_CRASHES = [
     "launch.select-destinations:before-save", "launch.claim-resources:before-save",
@@ -115,8 +42,8 @@ def test_a_launch_survives_its_conductor(distributed, crash):
     distributed.conductor()  # the replacement
     server = api.wait_status(server_id, timeout=60)
     assert server["status"] == "ACTIVE", server
-    _agree(distributed, server_id)
-    run = _run_of(distributed, server_id, "launch")
+    agree(distributed, server_id)
+    run = run_of(distributed, server_id, "launch")
     assert run.state == "SUCCESS" and run.epoch == 2 and run.owner is None
 
 
@@ -143,9 +70,77 @@ def test_a_stop_survives_its_conductor(distributed, crash):
     assert server["status"] == "SHUTOFF", server
     host = server["OS-EXT-SRV-ATTR:host"]
     assert distributed.driver(host).power_state(server_id) == 4
-    assert _run_of(distributed, server_id, "stop").state == "SUCCESS"
-    _agree(distributed, server_id)
+    assert run_of(distributed, server_id, "stop").state == "SUCCESS"
+    agree(distributed, server_id)
 
+
+
+def _launched(distributed) -> str:
+    """An ACTIVE server, launched by a conductor that is stopped afterwards."""
+    api = distributed.api
+    distributed.conductor()
+    server_id = api.create("phoenix").json()["server"]["id"]
+    assert api.wait_status(server_id)["status"] == "ACTIVE"
+    for proc in distributed.conductors:
+        proc.terminate()
+        proc.wait(20)
+    return server_id
+
+
+def test_an_operator_rolls_back_a_stop_whose_conductor_died(distributed):
+    api = distributed.api
+    server_id = _launched(distributed)
+    first = distributed.conductor("stop.request-shutdown:before-save")
+    assert api.post(f"/v2.1/servers/{server_id}/action", {"os-stop": None}).status_code == 202
+    assert first.wait(60) == 137  # died with the guest shut down, the step unsaved
+    host = api.server(server_id)["OS-EXT-SRV-ATTR:host"]
+    assert distributed.driver(host).power_state(server_id) == 4
+    run = _unfinished(distributed, server_id, "stop")
+    assert api.post(f"/v2.1/os-flows/{run.id}/action", {"rollback": None}).status_code == 202
+
+    distributed.conductor()  # takes the run once the dead one's lease has expired
+    run = run_of(distributed, server_id, "stop")
+    assert run.state == "REVERTED" and run.rollback_requested_at is not None
+    server = api.server(server_id)
+    assert server["status"] == "ACTIVE" and server["OS-EXT-STS:task_state"] is None
+    assert "operator's request" in faults(distributed, server_id)[-1]
+    # The step cut short by the crash was undone: the guest runs again.
+    assert distributed.driver(host).power_state(server_id) == 1
+    agree(distributed, server_id)
+
+
+def test_a_run_whose_conductors_keep_dying_is_given_up(distributed):
+    api = distributed.api
+    server_id = _launched(distributed)
+    crash = "stop.request-shutdown:before-save"
+    dying = distributed.conductor(crash)
+    assert api.post(f"/v2.1/servers/{server_id}/action", {"os-stop": None}).status_code == 202
+    assert dying.wait(60) == 137
+    assert distributed.conductor(crash).wait(60) == 137  # the poison strikes again
+    distributed.conductor()  # third time: over max_flow_attempts (2), not driven again
+    run = run_of(distributed, server_id, "stop")
+    assert run.state == "FAILURE" and run.attempts == 3
+    server = api.server(server_id)
+    assert server["status"] == "ERROR" and server["OS-EXT-STS:task_state"] is None
+    assert "Gave up on stop after 2 attempts" in server["fault"]["message"]
+
+    # An operator rolls it back: a fresh budget of attempts, and the step the
+    # crashes cut short is undone.
+    assert api.post(f"/v2.1/os-flows/{run.id}/action", {"rollback": None}).status_code == 202
+    deadline = time.monotonic() + 30
+    while (run := run_of(distributed, server_id, "stop")).state != "REVERTED":
+        assert time.monotonic() < deadline, run.state
+        time.sleep(0.1)
+    host = server["OS-EXT-SRV-ATTR:host"]
+    assert distributed.driver(host).power_state(server_id) == 1
+
+
+def _unfinished(running, server_id: str, operation: str) -> FlowRun:
+    with running.db.read() as session:
+        run = session.scalar(select(FlowRun).where(FlowRun.instance_uuid == server_id,
+                                                   FlowRun.operation == operation))
+    assert run.state not in ("SUCCESS", "REVERTED", "FAILURE"), run.state
+    return run
 
 
 # -- compute workers die; their hypervisors do not -----------------------------------------
@@ -292,5 +287,5 @@ def test_operators_list_show_and_resume_flows(cloud):
 
     member = {"X-Roles": "member"}
     assert api.get("/v2.1/os-flows", headers=member).status_code == 403
-    assert api.post(f"/v2.1/os-flows/{lost[0]}/action", {"rollback": None}).status_code == 400
+    assert api.post(f"/v2.1/os-flows/{lost[0]}/action", {"explode": None}).status_code == 400
     assert api.get("/v2.1/os-flows/7d3fe0a1-8d3f-4d3c-9a52-1f0c2a3b4c5d").status_code == 404

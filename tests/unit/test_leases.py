@@ -9,6 +9,7 @@ from taskflow.persistence import models
 
 from vmflow.db import leases
 from vmflow.db.flowstore import FlowStore
+from vmflow.db.models import FlowRun
 
 
 @pytest.fixture
@@ -19,8 +20,10 @@ def run_id(db) -> str:
 
 
 def _claim(db, run_id, owner, ttl=30.0):
+    """The epoch taken, or None."""
     with db.write() as session:
-        return leases.claim(session, run_id, owner, ttl)
+        taken = leases.claim(session, run_id, owner, ttl)
+    return None if taken is None else taken[0]
 
 
 def test_one_owner_at_a_time_until_the_lease_expires(db, run_id):
@@ -67,3 +70,40 @@ def test_orphans_are_unfinished_runs_nobody_drives(db, run_id):
     with db.read() as session:
         assert leases.orphans(session, grace=60) == [run_id]
         assert leases.orphans(session, grace=60, exclude=[run_id]) == []
+
+
+def _state(db, run_id):
+    with db.read() as session:
+        run = session.get(FlowRun, run_id)
+        return run.state, run.attempts, run.rollback_requested_at
+
+
+def test_each_claim_counts_as_an_attempt(db, run_id):
+    with db.write() as session:
+        assert leases.claim(session, run_id, "a", 0.01) == (1, 1)
+    time.sleep(0.05)
+    with db.write() as session:
+        assert leases.claim(session, run_id, "b", 30) == (2, 2)
+        assert leases.claim(session, run_id, "c", 30) is None  # refused: not counted
+    assert _state(db, run_id)[1] == 2
+
+
+def test_a_rollback_is_recorded_for_unfinished_and_failed_runs_only(db, run_id):
+    with db.write() as session:
+        leases.claim(session, run_id, "a", 30)
+        assert leases.rollbacks_requested(session, [run_id]) == set()
+        assert leases.request_rollback(session, run_id)
+        assert leases.rollbacks_requested(session, [run_id]) == {run_id}
+        assert leases.rollbacks_requested(session, []) == set()
+    state, attempts, asked = _state(db, run_id)
+    assert state is None and attempts == 0 and asked is not None  # a fresh budget
+
+    with db.write() as session:
+        leases.set_state(session, run_id, "FAILURE")
+        assert leases.request_rollback(session, run_id)
+    assert _state(db, run_id)[0] == "RUNNING"  # a conductor will take it again
+    for ended in ("SUCCESS", "REVERTED"):
+        with db.write() as session:
+            leases.set_state(session, run_id, ended)
+            assert not leases.request_rollback(session, run_id)
+        assert _state(db, run_id)[0] == ended

@@ -124,6 +124,18 @@ class FlowStore(base.Backend):
         with self.db.read() as session:
             return session.get(FlowRun, flow_uuid)
 
+    def executed(self, flow_uuid: str, step: str) -> tuple[bool, Any]:
+        """Whether the step's last execution succeeded, and its result (kept in
+        the step's events: TaskFlow drops it from the step when a revert fails)."""
+        with self.db.read() as session:
+            event = session.scalars(
+                select(FlowEvent).where(FlowEvent.flow_id == flow_uuid, FlowEvent.step == step,
+                                        FlowEvent.phase == "execute")
+                .order_by(FlowEvent.id.desc()).limit(1)).first()
+        if event is None or event.state != tf_states.SUCCESS:
+            return False, None
+        return True, event.results
+
 
 class _Connection(base.Connection):
     def __init__(self, store: FlowStore) -> None:

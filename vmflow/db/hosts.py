@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vmflow.db.models import ComputeNode, Service, utcnow
@@ -16,7 +17,12 @@ def heartbeat(session: Session, binary: str, host: str, topic: str = "") -> Serv
     row = session.scalar(select(Service).where(Service.binary == binary, Service.host == host))
     if row is None:
         row = Service(binary=binary, host=host, topic=topic, report_count=0)
-        session.add(row)
+        try:
+            with session.begin_nested():  # two first heartbeats of a service may race
+                session.add(row)
+        except IntegrityError:
+            row = session.scalar(select(Service).where(Service.binary == binary,
+                                                       Service.host == host))
     row.report_count = (row.report_count or 0) + 1
     row.last_seen_up = utcnow()
     return row
@@ -53,12 +59,15 @@ def report_node(session: Session, host: str, report: dict[str, Any],
     if node is None:
         node = ComputeNode(host=host, vcpus_used=0, memory_mb_used=0, local_gb_used=0,
                            running_vms=0, **capacity, **ratios)
-        session.add(node)
-        session.flush()
-    else:
-        session.execute(update(ComputeNode).where(ComputeNode.host == host)
-                        .values(updated_at=utcnow(), **capacity, **ratios)
-                        .execution_options(synchronize_session=False))
+        try:
+            with session.begin_nested():  # two first reports of a host may race
+                session.add(node)
+            return node
+        except IntegrityError:  # the other one created it: refresh it below
+            node = session.scalar(select(ComputeNode).where(ComputeNode.host == host))
+    session.execute(update(ComputeNode).where(ComputeNode.host == host)
+                    .values(updated_at=utcnow(), **capacity, **ratios)
+                    .execution_options(synchronize_session=False))
     return node
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from vmflow import exception
-from vmflow.db.models import Instance, InstanceFault, utcnow
+from vmflow.db import leases
+from vmflow.db.models import FlowRun, Instance, InstanceFault, utcnow
 from vmflow.states import power_state, vm_states
 
 _ANY = object()
@@ -161,3 +162,17 @@ def foreign_guests(session: Session, host: str, guests: Iterable[str],
               and row.updated_at < taken_at):
             elsewhere.append(uuid)
     return unknown, elsewhere
+
+
+def stranded(session: Session, grace: float, host: str | None = None) -> list[Instance]:
+    """Instances held by an operation that nobody will finish: a task_state set
+    more than ``grace`` seconds ago, and no unfinished flow run for them (the
+    API died between taking the task_state and recording the run)."""
+    live = select(FlowRun.id).where(FlowRun.instance_uuid == Instance.uuid,
+                                    leases.unfinished())
+    query = select(Instance).where(
+        Instance.deleted.is_(False), Instance.task_state.is_not(None),
+        Instance.updated_at < utcnow() - dt.timedelta(seconds=grace), ~live.exists())
+    if host is not None:
+        query = query.where(Instance.host == host)
+    return list(session.scalars(query))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 from taskflow import states as tf_states
 
@@ -34,20 +34,21 @@ def unfinished():
     return or_(FlowRun.state.is_(None), FlowRun.state.not_in(list(RUN_FINISHED)))
 
 
-def claim(session: Session, flow_id: str, owner: str, ttl: float) -> int | None:
-    """Take the run's lease if nobody holds it (or the holder's has expired);
-    the new epoch, or None if someone else holds it or the run has ended."""
+def claim(session: Session, flow_id: str, owner: str, ttl: float) -> tuple[int, int] | None:
+    """Take the run's lease if nobody holds it (or the holder's has expired):
+    the new epoch and how many times the run has been taken (this time
+    included); None if someone else holds it or the run has ended."""
     now = utcnow()
     row = session.execute(
         update(FlowRun)
         .where(FlowRun.id == flow_id, unfinished(),
                or_(FlowRun.owner.is_(None), FlowRun.lease_expires_at.is_(None),
                    FlowRun.lease_expires_at < now))
-        .values(owner=owner, epoch=FlowRun.epoch + 1,
+        .values(owner=owner, epoch=FlowRun.epoch + 1, attempts=FlowRun.attempts + 1,
                 lease_expires_at=now + dt.timedelta(seconds=ttl))
-        .returning(FlowRun.epoch)
+        .returning(FlowRun.epoch, FlowRun.attempts)
         .execution_options(synchronize_session=False)).first()
-    return None if row is None else row.epoch
+    return None if row is None else (row.epoch, row.attempts)
 
 
 def renew(session: Session, owner: str, held: dict[str, int], ttl: float) -> set[str]:
@@ -86,6 +87,40 @@ def check(session: Session, flow_id: str, epoch: int) -> None:
         .execution_options(synchronize_session=False)).rowcount
     if not held:
         raise LeaseLost(f"flow run {flow_id} is no longer at epoch {epoch}")
+
+
+def set_state(session: Session, flow_id: str, state: str) -> None:
+    """Set the run's state without driving it (a run given up, or made
+    resumable again)."""
+    session.execute(update(FlowRun).where(FlowRun.id == flow_id).values(state=state)
+                    .execution_options(synchronize_session=False))
+
+
+def request_rollback(session: Session, flow_id: str) -> bool:
+    """Record an operator's request to roll the run back; False if it has ended
+    in a way that leaves nothing to roll back (SUCCESS, REVERTED).
+
+    A run that FAILED (a revert failed) becomes RUNNING again, so that a
+    conductor takes it (as any interrupted run) and runs the failed reverts
+    again.  The request also gives the run a fresh budget of attempts.
+    """
+    return bool(session.execute(
+        update(FlowRun)
+        .where(FlowRun.id == flow_id,
+               or_(unfinished(), FlowRun.state == tf_states.FAILURE))
+        .values(rollback_requested_at=utcnow(), attempts=0,
+                state=case((FlowRun.state == tf_states.FAILURE, tf_states.RUNNING),
+                           else_=FlowRun.state))
+        .execution_options(synchronize_session=False)).rowcount)
+
+
+def rollbacks_requested(session: Session, flow_ids: Iterable[str]) -> set[str]:
+    """Which of these runs an operator has asked to roll back."""
+    ids = list(flow_ids)
+    if not ids:
+        return set()
+    return set(session.scalars(select(FlowRun.id).where(
+        FlowRun.id.in_(ids), FlowRun.rollback_requested_at.is_not(None))))
 
 
 def orphans(session: Session, grace: float, exclude: Iterable[str] = ()) -> list[str]:

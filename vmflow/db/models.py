@@ -241,6 +241,10 @@ class FlowRun(Base):
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # How many times a conductor has taken the run (a cap stops a poison run).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When an operator asked for the run to be rolled back (os-flows).
+    rollback_requested_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

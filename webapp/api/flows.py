@@ -1,6 +1,8 @@
 """/os-flows (vmflow's own, admin only): every operation's flow run, its owner
 and its steps; resume a run that is stuck (its conductor died, its message was
-lost).  Resuming is safe at any time: the run's lease decides who drives it."""
+lost), or roll back one that is stuck or failed.  Both are safe at any time:
+the run's lease decides who drives it, and a rollback is a request that the
+run's driver (or the next conductor to take it) carries out."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from vmflow import exception
 from vmflow.db import leases
 from vmflow.db.leases import RUN_FINISHED
 from vmflow.db.models import FlowRun, FlowStep
-from webapp.api import common, validation
+from webapp.api import common
 
 bp = Blueprint("flows", __name__)
 
@@ -21,6 +23,8 @@ def _run(run: FlowRun) -> dict:
             "request_id": run.request_id, "user_id": run.user_id,
             "project_id": run.project_id, "state": run.state, "owner": run.owner,
             "epoch": run.epoch, "lease_expires_at": common.isotime(run.lease_expires_at),
+            "attempts": run.attempts,
+            "rollback_requested_at": common.isotime(run.rollback_requested_at),
             "created_at": common.isotime(run.created_at),
             "updated_at": common.isotime(run.updated_at)}
 
@@ -69,14 +73,22 @@ def show(flow_id: str):
 
 @bp.post("/os-flows/<flow_id>/action")
 def action(flow_id: str):
-    common.require_admin("vmflow:os-flows:resume")
+    common.require_admin("vmflow:os-flows:action")
     body = common.json_body()
-    validation.only_keys(body, {"resume"}, "the request body")
-    if "resume" not in body or body["resume"] not in (None, {}):
-        raise exception.Invalid("The only action is {\"resume\": null}.")
-    with common.db().read() as session:
-        run = _get(session, flow_id)
-        if run.state in RUN_FINISHED:
-            raise exception.Conflict(f"Flow run {flow_id} has ended ({run.state}).")
+    if len(body) != 1 or next(iter(body)) not in ("resume", "rollback") or \
+            next(iter(body.values())) not in (None, {}):
+        raise exception.Invalid('The action is {"resume": null} or {"rollback": null}.')
+    name = next(iter(body))
+    if name == "resume":
+        with common.db().read() as session:
+            run = _get(session, flow_id)
+            if run.state in RUN_FINISHED:
+                raise exception.Conflict(f"Flow run {flow_id} has ended ({run.state}).")
+    else:
+        with common.db().write() as session:
+            run = _get(session, flow_id)
+            if not leases.request_rollback(session, flow_id):
+                raise exception.Conflict(f"Flow run {flow_id} has ended ({run.state}); "
+                                         "there is nothing to roll back.")
     common.compute_api().resume(flow_id)
     return "", 202

@@ -1,0 +1,48 @@
+"""What the replay tests check after a process died: that the database, the
+hypervisors and the claims agree."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from vmflow.db.models import Allocation, ComputeNode, FlowRun, Instance, InstanceFault
+
+
+def agree(running, server_id: str) -> None:
+    """Database, hypervisors and claims tell the same story: one guest with its
+    disk on the instance's host, one claim there, nothing anywhere else."""
+    with running.db.read() as session:
+        instance = session.get(Instance, server_id)
+        allocations = list(session.scalars(select(Allocation).where(
+            Allocation.instance_uuid == server_id)))
+        usage = {n.host: (n.vcpus_used, n.memory_mb_used, n.local_gb_used)
+                 for n in session.scalars(select(ComputeNode))}
+    assert [a.host for a in allocations] == [instance.host]
+    for host, manager in running.cloud.compute.managers.items():
+        mine = host == instance.host
+        assert manager.driver.list_instances() == ([server_id] if mine else []), host
+        assert manager.driver.disk_exists(server_id) == mine, host
+        assert usage[host] == ((1, 512, 1) if mine else (0, 0, 0)), host
+
+
+def run_of(running, server_id: str, operation: str) -> FlowRun:
+    """The operation's flow run, once it has ended."""
+    deadline = time.monotonic() + 30
+    while True:
+        with running.db.read() as session:
+            run = session.scalar(select(FlowRun).where(FlowRun.instance_uuid == server_id,
+                                                       FlowRun.operation == operation))
+        if run.state in ("SUCCESS", "REVERTED", "FAILURE") and run.owner is None:
+            return run
+        assert time.monotonic() < deadline, f"flow run {run.id} stayed {run.state}"
+        time.sleep(0.05)
+
+
+
+
+def faults(running, server_id: str) -> list[str]:
+    with running.db.read() as session:
+        return [f.message for f in session.scalars(select(InstanceFault).where(
+            InstanceFault.instance_uuid == server_id).order_by(InstanceFault.id))]
