@@ -278,6 +278,27 @@ def test_flow_runs_lists_an_instances_runs_and_recent_failures(db):
         (bad.id, "stop.finish", "boom")]
 
 
+def test_operators_are_offered_resume_and_rollback_only_where_the_api_takes_them(db):
+    offered = {}
+    with db.write() as session:
+        for state in (None, "PENDING", "SUSPENDED", "RUNNING", "REVERTING", "SUCCESS",
+                      "REVERTED", "FAILURE"):
+            run = _run(session, operation="stop", state=state, params={},
+                       owner="conductor-1" if state == "RUNNING" else None)
+            offered[state] = run.id
+    with db.read() as session:
+        views = {state: data.flow_view(session, config.Config(data_dir="/x"), run_id)
+                 for state, run_id in offered.items()}
+    for state in (None, "PENDING", "SUSPENDED", "RUNNING", "REVERTING"):
+        assert views[state]["actions"] == ["resume", "rollback"], state
+    assert views["FAILURE"]["actions"] == ["rollback"]  # a revert failed: try again
+    assert views["SUCCESS"]["actions"] == views["REVERTED"]["actions"] == []
+    # Who drives it, so that an operator can tell a stuck run from a running one.
+    assert views["RUNNING"]["run"]["owner"] == "conductor-1"
+    assert views["SUSPENDED"]["run"]["owner"] is None
+    assert views["SUSPENDED"]["run"]["lease_expires_at"] is None
+
+
 # -- actions offered per state --------------------------------------------------------
 
 def test_the_actions_offered_are_those_the_state_machine_allows():

@@ -17,6 +17,7 @@ from webapp.api import (
     server_groups,
     servers,
     services,
+    usage,
     versions,
     zones,
 )
@@ -27,5 +28,5 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     app.register_blueprint(versions.bp)
     for module in (servers, server_actions, flavors, images, hypervisors, services,
-                   aggregates, zones, server_groups, instance_actions, flows):
+                   aggregates, zones, server_groups, instance_actions, flows, usage):
         app.register_blueprint(module.bp, url_prefix="/v2.1")

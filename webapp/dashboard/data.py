@@ -5,7 +5,8 @@
   conductor runs), walked into steps (tasks and retries), groups (nested
   flows) and ordering edges, and joined with each step's state from
   ``flow_steps`` and its history from ``flow_events``.
-* Flow-run summaries (an instance's operations, recent failures).
+* Flow-run summaries (an instance's operations, recent failures), and which
+  operator actions (resume, roll back) a run's state allows.
 * The trace of one request id: its log lines from every service's log file,
   its flow events and its notifications, merged in time order.
 
@@ -310,6 +311,18 @@ def run_summary(run: FlowRun, events: list[FlowEvent] | None = None,
             "failed_step": failed.step if failed else None, "error": error}
 
 
+def run_actions(run: FlowRun) -> list[str]:
+    """What an operator may ask of a run through os-flows: resume one that has
+    not ended (stuck, or still running: the lease decides who drives it); roll
+    back one that has not ended or that ended in FAILURE (a revert failed).  A
+    run that ended SUCCESS or REVERTED has nothing left to do."""
+    if run.state not in RUN_FINISHED:
+        return ["resume", "rollback"]
+    if run.state == tf_states.FAILURE:
+        return ["rollback"]
+    return []
+
+
 def _events_by_run(session: Session, run_ids: list[str]) -> dict[str, list[FlowEvent]]:
     result: dict[str, list[FlowEvent]] = {i: [] for i in run_ids}
     if run_ids:
@@ -366,7 +379,9 @@ def flow_view(session: Session, cfg: Config, flow_id: str) -> dict[str, Any]:
     name = _instance_names(session, [run.instance_uuid]).get(run.instance_uuid or "")
     summary = run_summary(run, events, name)
     summary["params"] = dict(run.params or {})
-    return {"run": summary, "now": isotime(now), "note": note,
+    summary["owner"] = run.owner
+    summary["lease_expires_at"] = isotime(run.lease_expires_at)
+    return {"run": summary, "now": isotime(now), "note": note, "actions": run_actions(run),
             "graph": {"width": geometry["width"], "height": geometry["height"],
                       "nodes": nodes, "edges": edges, "groups": groups},
             "events": [_event_view(e) for e in events]}

@@ -1,8 +1,9 @@
 // Flow view: the task graph of one operation, each step coloured by its state (with
-// a text label and an icon too), live while it runs; a step's details beside it.
+// a text label and an icon too), live while it runs; a step's details beside it; and
+// for an operator, Resume and Roll back (os-flows actions) where the run allows them.
 import {
-  $, badge, fmtDuration, fmtTime, get, h, poll, pollStatus, replace, shortId, showError, svg,
-  timeEl, traceLink,
+  $, ask, badge, fmtDuration, fmtTime, get, h, poll, pollStatus, replace, request, shortId,
+  showError, svg, timeEl, traceLink,
 } from "./common.js";
 
 const flowId = $("#flow").dataset.flowId;
@@ -16,6 +17,34 @@ let chosen = false; // the user picked a step: keep it
 let lastKey = null;
 let view = null;
 let updates = null;
+
+// What an operator may ask of the run.  Which of them the run's state allows comes
+// with the page's data (webapp/dashboard/data.py:run_actions); the API decides.
+const OPERATOR_ACTIONS = {
+  resume: {
+    label: "Resume", noun: "Resume", body: { resume: null }, primary: true,
+    hint: "Hand the run to a conductor, which carries on from its last saved step",
+    accepted: "Resume accepted: a conductor takes the run and carries on from its last saved step.",
+  },
+  rollback: {
+    label: "Roll back", noun: "Rollback", body: { rollback: null }, danger: true,
+    hint: "Undo every step that has run, in reverse order",
+    confirm: (run) => ({
+      title: `Roll back this ${run.operation}${run.instance_name ? ` of ${run.instance_name}` : ""}?`,
+      text: "Every step that has run is undone, in reverse order (each step's revert). "
+        + "The run ends REVERTED, or FAILURE if a revert fails. A rollback cannot be undone.",
+      confirm: "Roll back", danger: true,
+    }),
+    accepted: "Rollback accepted: a conductor reverts the steps that have run.",
+  },
+};
+let actionsKey = null;
+let acting = false;
+// After an accepted action, follow the run (even one that has ended) until its
+// state changes or the time is up: {state, until}.
+let following = null;
+const FOLLOW_MS = 30000;
+let accepted = null; // the action accepted last, until the run's outcome is shown
 
 function statusText(step) {
   return step.status === "failed" && step.reverted ? "failed, reverted" : step.status;
@@ -128,7 +157,22 @@ function fact(label, ...value) {
   return [h("dt", {}, label), h("dd", {}, ...(value.length ? value : [h("span", { class: "muted" }, "—")]))];
 }
 
-function renderRun(run, graph) {
+function driver(run, now) {
+  if (run.finished) return [h("span", { class: "muted" }, "nobody: the run has ended")];
+  const held = run.owner && run.lease_expires_at && Date.parse(run.lease_expires_at) > Date.parse(now);
+  if (held) {
+    return [h("span", { class: "mono" }, run.owner), h("span", { class: "muted small" }, " (lease until ",
+      timeEl(run.lease_expires_at), ")")];
+  }
+  if (run.owner) {
+    return [h("span", { class: "mono" }, run.owner), " ", h("strong", {}, "(lease expired)"),
+      h("span", { class: "muted" }, ": nobody drives it until a conductor takes it over or it is resumed")];
+  }
+  return [h("strong", {}, "nobody"), h("span", { class: "muted" },
+    ": no conductor has taken it (its message may have been lost, or its conductor died)")];
+}
+
+function renderRun(run, graph, now) {
   const counts = new Map();
   for (const n of graph.nodes) counts.set(n.status, (counts.get(n.status) || 0) + 1);
   const tally = ["done", "running", "failed", "reverting", "reverted", "pending", "skipped"]
@@ -153,6 +197,7 @@ function renderRun(run, graph) {
     fact("Started", timeEl(run.created_at)),
     fact(run.finished ? "Finished" : "Last change", timeEl(run.updated_at),
       took !== null ? h("span", { class: "muted" }, ` (took ${fmtDuration(took)})`) : null),
+    fact("Driven by", ...driver(run, now)),
     fact("Asked by", `${run.user_id || "?"} in project ${run.project_id || "?"}`),
     ...(run.failed_step ? fact("First failure", h("span", { class: "mono" }, run.failed_step),
       run.error ? h("span", {}, `: ${run.error}`) : null) : []));
@@ -220,18 +265,97 @@ function renderStep() {
     historyTable(step.history, { withStep: false }));
 }
 
+// -- operator actions --------------------------------------------------------------
+
+function actionButtons() {
+  return [...document.querySelectorAll("#flow-actions button")];
+}
+
+function renderActions(data) {
+  const key = JSON.stringify(data.actions);
+  if (acting || key === actionsKey) return;
+  actionsKey = key;
+  const focused = $("#flow-actions").contains(document.activeElement)
+    ? document.activeElement.dataset.action : null;
+  replace($("#flow-actions"), data.actions.filter((name) => OPERATOR_ACTIONS[name]).map((name) => {
+    const action = OPERATOR_ACTIONS[name];
+    return h("button", {
+      type: "button", class: action.danger ? "danger-outline" : action.primary ? "primary" : "",
+      dataset: { action: name },
+      title: action.hint, onclick: () => act(name),
+    }, action.label);
+  }));
+  if (focused) ($(`button[data-action="${focused}"]`, $("#flow-actions")) || $("#action-result")).focus();
+}
+
+// Poll again now (stopped or not): it stops by itself once the run has ended.
+function restart() {
+  updates?.stop();
+  updates = poll(refresh, 1000);
+}
+
+function follow(state) {
+  following = { state, until: Date.now() + FOLLOW_MS };
+  restart();
+}
+
+async function act(name) {
+  const action = OPERATOR_ACTIONS[name];
+  const run = view.run;
+  if (action.confirm && !(await ask(action.confirm(run)))) return;
+  const result = $("#action-result");
+  replace(result);
+  acting = true;
+  for (const button of actionButtons()) button.disabled = true;
+  try {
+    const answer = await request(`/v2.1/os-flows/${encodeURIComponent(flowId)}/action`,
+      { method: "POST", body: action.body });
+    replace(result, h("div", { class: "message ok", role: "status", dataset: { action: name } },
+      h("p", {}, action.accepted),
+      h("p", { class: "meta" }, `HTTP ${answer.status}`,
+        answer.requestId ? [" · request ", traceLink(answer.requestId)] : null)));
+    accepted = name;
+    follow(run.state);
+  } catch (err) {
+    showError(result, err, `${action.noun} was not accepted`);
+    restart(); // the page may be behind: show the run as it is now
+  } finally {
+    acting = false;
+    for (const button of actionButtons()) button.disabled = false;
+    actionsKey = null;
+    renderActions(view);
+    result.focus(); // the answer, where a keyboard or screen reader user goes next
+  }
+}
+
+// Once the run an action was accepted for has ended, say how.
+function showOutcome(run) {
+  accepted = null;
+  const message = $("#action-result .message.ok");
+  if (!message) return;
+  message.append(h("p", { class: "outcome" }, "The run has ended: ", badge(run.status), " ",
+    h("span", { class: "mono small" }, run.state)));
+}
+
 async function refresh() {
   try {
     const data = await get(`/dashboard/api/flows/${encodeURIComponent(flowId)}`);
     status.ok();
     const { now, ...rest } = data;
     const key = JSON.stringify(rest);
-    const live = !data.run.finished
+    const waiting = following !== null && data.run.state === following.state
+      && Date.now() < following.until;
+    if (!waiting) following = null;
+    const live = waiting || !data.run.finished
       || data.graph.nodes.some((n) => ["running", "reverting"].includes(n.status));
-    $("#live").textContent = live ? "live: updated every second" : "finished";
+    $("#live").textContent = waiting ? "waiting for a conductor to act on it"
+      : live ? "live: updated every second" : "finished";
+    if (!live) updates?.stop();
+    view = data;
+    renderActions(data);
+    if (accepted && !live) showOutcome(data.run);
     if (key === lastKey) return;
     lastKey = key;
-    view = data;
     if (!chosen) {
       const focus = data.graph.nodes.find((n) => n.status === "failed")
         || data.graph.nodes.find((n) => ["running", "reverting"].includes(n.status));
@@ -239,7 +363,7 @@ async function refresh() {
     }
     const focusedStep = document.activeElement?.closest?.(".node")?.dataset.step;
     replace($("#note"), data.note ? h("p", { class: "message warn" }, data.note) : null);
-    renderRun(data.run, data.graph);
+    renderRun(data.run, data.graph, now);
     const drawing = drawGraph(data.graph, data.run);
     replace($("#graph"), drawing);
     for (const node of drawing.querySelectorAll(".node")) {
@@ -249,7 +373,6 @@ async function refresh() {
     if (focusedStep) drawing.querySelector(`.node[data-step="${CSS.escape(focusedStep)}"]`)?.focus();
     renderStep();
     replace($("#events"), historyTable(data.events));
-    if (!live) updates?.stop();
   } catch (err) {
     if (err.status !== 404) {
       status.failed(err);
