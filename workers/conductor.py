@@ -140,8 +140,12 @@ class Conductor:
         finally:
             with self._running_lock:
                 self._rollbacks.pop(flow_id, None)
-            with self.db.write() as session:
-                leases.release(session, flow_id, self.owner, epoch)
+            try:
+                with self.db.write() as session:
+                    leases.release(session, flow_id, self.owner, epoch)
+            except Exception as err:  # the database is away: the lease runs out instead
+                LOG.warning("flow %s: could not release its lease (%s); it expires in %s s",
+                            flow_id, type(err).__name__, self.cfg.flow_lease_seconds)
 
     def _drive(self, run: FlowRun, epoch: int, rollback: threading.Event) -> str | None:
         store = self.store.fenced(run.id, epoch)

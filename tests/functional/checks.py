@@ -3,7 +3,9 @@ hypervisors and the claims agree."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 from sqlalchemy import select
 
@@ -29,7 +31,7 @@ def agree(running, server_id: str) -> None:
 
 def run_of(running, server_id: str, operation: str) -> FlowRun:
     """The operation's flow run, once it has ended."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # a conductor starting on a loaded machine is slow
     while True:
         with running.db.read() as session:
             run = session.scalar(select(FlowRun).where(FlowRun.instance_uuid == server_id,
@@ -46,3 +48,33 @@ def faults(running, server_id: str) -> list[str]:
     with running.db.read() as session:
         return [f.message for f in session.scalars(select(InstanceFault).where(
             InstanceFault.instance_uuid == server_id).order_by(InstanceFault.id))]
+
+
+def wait_hosts(api, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while sum(s["state"] == "up" for s in api.get("/v2.1/os-services",
+                                                  params={"binary": "vmflow-compute"}
+                                                  ).json()["services"]) < count:
+        assert time.monotonic() < deadline, "compute processes never reported"
+        time.sleep(0.1)
+
+
+def guests(running, host: str) -> dict[str, int]:
+    conn = running.hypervisor(host)
+    try:
+        return {d.UUIDString(): d.state()[0] for d in conn.listAllDomains()}
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def messages_lost(running) -> Iterator[list[str]]:
+    """Within this block the broker loses the API's hand-offs to the conductor:
+    the flow runs are recorded and nobody drives them (their ids are collected)."""
+    compute_api = running.app.extensions["vmflow"]["compute_api"]
+    lost: list[str] = []
+    compute_api._hand_to_conductor = lost.append
+    try:
+        yield lost
+    finally:
+        del compute_api._hand_to_conductor

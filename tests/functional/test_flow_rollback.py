@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from flows import actions
+from tests.functional.checks import messages_lost
 from vmflow.db.models import Allocation, FlowRun, InstanceFault
 from vmflow.states import power_state
 
@@ -55,11 +56,8 @@ def _faults(running, server_id: str) -> list[str]:
 
 def test_a_launch_whose_message_was_lost_is_rolled_back(cloud):
     api = cloud.api
-    compute_api = cloud.app.extensions["vmflow"]["compute_api"]
-    lost = []
-    compute_api._hand_to_conductor = lost.append  # the broker loses the next message
-    server_id = api.create("stuck").json()["server"]["id"]
-    del compute_api._hand_to_conductor
+    with messages_lost(cloud) as lost:  # the broker loses the message
+        server_id = api.create("stuck").json()["server"]["id"]
 
     response = api.post(f"/v2.1/os-flows/{lost[0]}/action", {"rollback": None})
     assert response.status_code == 202, response.text
@@ -149,11 +147,8 @@ def test_a_run_whose_revert_failed_is_rolled_back_again(cloud_factory, monkeypat
     ({"rollback": {"now": True}}, 400), ({"resume": None, "rollback": None}, 400),
     ({"explode": None}, 400), ({}, 400)])
 def test_flow_actions_refuse_bad_bodies(cloud, body, status):
-    compute_api = cloud.app.extensions["vmflow"]["compute_api"]
-    lost = []
-    compute_api._hand_to_conductor = lost.append
-    cloud.api.create("held")
-    del compute_api._hand_to_conductor
+    with messages_lost(cloud) as lost:  # the broker loses the message
+        cloud.api.create("held")
     response = cloud.api.post(f"/v2.1/os-flows/{lost[0]}/action", body)
     assert response.status_code == status, response.text
     assert "badRequest" in response.json()
@@ -200,11 +195,8 @@ def test_instances_held_by_an_operation_without_a_run_are_resolved(cloud_factory
     assert server["status"] == "ERROR" and "interrupted" in server["fault"]["message"]
     # An instance whose operation has a run (even one nobody drives yet) is left
     # to that run.
-    compute_api = running.app.extensions["vmflow"]["compute_api"]
-    lost = []
-    compute_api._hand_to_conductor = lost.append
-    assert api.post(f"/v2.1/servers/{stopping}/action", {"os-stop": None}).status_code == 202
-    del compute_api._hand_to_conductor
+    with messages_lost(running):  # the broker loses the message
+        assert api.post(f"/v2.1/servers/{stopping}/action", {"os-stop": None}).status_code == 202
     _strand(running, stopping)
     assert conductor.resolve_stranded(grace=60) == []
     assert api.server(stopping)["OS-EXT-STS:task_state"] == "powering-off"

@@ -12,18 +12,13 @@ has expired.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 from sqlalchemy import select
 
-from tests.functional.checks import agree, faults, run_of
-from vmflow.db import migrate
+from tests.functional.checks import agree, faults, guests, messages_lost, run_of, wait_hosts
 from vmflow.db.models import Allocation, ComputeNode, FlowRun
-from vmflow.db.session import Database
 
 LAUNCH_CRASHES = [
     "launch.select-destinations:before-save", "launch.claim-resources:before-save",
@@ -145,84 +140,24 @@ def _unfinished(running, server_id: str, operation: str) -> FlowRun:
 
 # -- compute workers die; their hypervisors do not -----------------------------------------
 
-@pytest.fixture
-def hosts_apart(cloud_factory, redis_url, pg_url, tmp_path):
-    """API and conductor here; each compute host a `vmflow compute` process whose
-    simulated hypervisor is a daemon of its own (virt/hostd.py)."""
-    from virt import hostd
-
-    db = Database(pg_url)
-    migrate.upgrade(db)
-    running = cloud_factory(database=db, run_compute=False, database_url=pg_url,
-                            broker_url=redis_url, result_backend=redis_url,
-                            compute_rpc_timeout=4.0, report_interval=1.0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
-    env.update(VMFLOW_BROKER_URL=redis_url, VMFLOW_RESULT_BACKEND=redis_url,
-               VMFLOW_QUEUE_PREFIX=running.cfg.queue_prefix, VMFLOW_REPORT_INTERVAL="1",
-               VMFLOW_LOG_DIR=str(tmp_path / "logs"))
-    data = tmp_path / "compute-data"
-    procs: dict[str, subprocess.Popen] = {}
-
-    def compute(host: str, crash: str = "") -> subprocess.Popen:
-        procs[host] = subprocess.Popen(
-            [sys.executable, "-m", "vmflow.cli", "compute", "--host", host, "--data-dir",
-             str(data), "--vcpus", "8"], env={**env, "VMFLOW_INJECT_CRASH": crash},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return procs[host]
-
-    def hypervisor(host: str):
-        import libvirt
-
-        return libvirt.open(hostd.uri(data / "hosts" / host))
-
-    running.compute = compute
-    running.hypervisor = hypervisor
-    yield running
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs.values():
-        proc.wait(20)
-    for state_dir in (data / "hosts").glob("*"):
-        hostd.stop(state_dir)
-    db.dispose()
-
-
-def _wait_hosts(api, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while sum(s["state"] == "up" for s in api.get("/v2.1/os-services",
-                                                  params={"binary": "vmflow-compute"}
-                                                  ).json()["services"]) < count:
-        assert time.monotonic() < deadline, "compute processes never reported"
-        time.sleep(0.1)
-
-
-def _guests(running, host: str) -> dict[str, int]:
-    conn = running.hypervisor(host)
-    try:
-        return {d.UUIDString(): d.state()[0] for d in conn.listAllDomains()}
-    finally:
-        conn.close()
-
-
 def test_guests_outlive_a_killed_compute_worker(hosts_apart):
     api = hosts_apart.api
     worker = hosts_apart.compute("compute-1")
-    _wait_hosts(api, 1)
+    wait_hosts(api, 1)
     server_id = api.create("survivor").json()["server"]["id"]
     assert api.wait_status(server_id)["status"] == "ACTIVE"
     worker.kill()  # SIGKILL
     worker.wait(10)
-    assert _guests(hosts_apart, "compute-1") == {server_id: 1}  # still running
+    assert guests(hosts_apart, "compute-1") == {server_id: 1}  # still running
 
     hosts_apart.compute("compute-1")  # back, to the same hypervisor state
     response = api.post(f"/v2.1/servers/{server_id}/action", {"os-stop": None})
     assert response.status_code == 202
     assert api.wait_status(server_id, ("SHUTOFF",))["status"] == "SHUTOFF"
-    assert _guests(hosts_apart, "compute-1") == {server_id: 5}  # libvirt's SHUTOFF
+    assert guests(hosts_apart, "compute-1") == {server_id: 5}  # libvirt's SHUTOFF
     assert api.delete(f"/v2.1/servers/{server_id}").status_code == 204
     api.wait_gone(server_id)
-    assert _guests(hosts_apart, "compute-1") == {}
+    assert guests(hosts_apart, "compute-1") == {}
 
 
 @pytest.mark.parametrize("crash", ["compute.define:before", "compute.define:after",
@@ -231,7 +166,7 @@ def test_a_launch_survives_a_compute_worker_killed_mid_step(hosts_apart, crash):
     api = hosts_apart.api
     doomed = hosts_apart.compute("compute-1", crash)
     hosts_apart.compute("compute-2")
-    _wait_hosts(api, 2)
+    wait_hosts(api, 2)
     # compute-2 is disabled until compute-1 has died, so the launch starts on compute-1.
     body = {"host": "compute-2", "binary": "vmflow-compute"}
     assert api.http.put(api.base + "/v2.1/os-services/disable", json=body).status_code == 200
@@ -245,7 +180,7 @@ def test_a_launch_survives_a_compute_worker_killed_mid_step(hosts_apart, crash):
     home = server["OS-EXT-SRV-ATTR:host"]
     deadline = time.monotonic() + 20
     while True:  # leftovers on the host that failed are undone or cleaned up
-        guests = {h: list(_guests(hosts_apart, h)) for h in ("compute-1", "compute-2")}
+        guests = {h: list(guests(hosts_apart, h)) for h in ("compute-1", "compute-2")}
         if guests == {home: [server_id], ({"compute-1", "compute-2"} - {home}).pop(): []}:
             break
         assert time.monotonic() < deadline, guests
@@ -262,11 +197,8 @@ def test_a_launch_survives_a_compute_worker_killed_mid_step(hosts_apart, crash):
 
 def test_operators_list_show_and_resume_flows(cloud):
     api = cloud.api
-    compute_api = cloud.app.extensions["vmflow"]["compute_api"]
-    lost = []
-    compute_api._hand_to_conductor = lost.append  # the broker loses the next message
-    server_id = api.create("lost").json()["server"]["id"]
-    del compute_api._hand_to_conductor
+    with messages_lost(cloud) as lost:  # the broker loses the message
+        server_id = api.create("lost").json()["server"]["id"]
     assert len(lost) == 1 and api.server(server_id)["status"] == "BUILD"
 
     flows = api.get("/v2.1/os-flows", params={"unfinished": "1"}).json()["flows"]

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 import flows
 from flows.base import Services
-from tests.functional.checks import agree, faults, run_of
+from tests.functional.checks import agree, faults, guests, run_of, wait_hosts
 from vmflow.config import Config
 from vmflow.db.models import Allocation, Image
 
@@ -140,3 +140,61 @@ def test_a_revert_survives_its_conductor(distributed, crash):
     host = server["OS-EXT-SRV-ATTR:host"]
     assert distributed.driver(host).power_state(server_id) == 1
     agree(distributed, server_id)
+
+
+# -- the compute worker killed just after the effect of each operation's host step ------
+
+# operation: the host step whose effect happens just before the worker dies (its
+# reply is lost; the conductor's call times out and the operation reverts).
+MAIN_HOST_STEP = {
+    "stop": "shutdown", "start": "power_on", "reboot": "shutdown",
+    "reboot_hard": "power_off", "pause": "pause", "unpause": "unpause",
+    "suspend": "suspend", "resume": "resume", "snapshot": "snapshot_disk",
+    "rebuild": "rebuild_disk", "rescue": "define_rescue", "unrescue": "define_normal",
+    "delete": "undefine",
+}
+STATUS_BEFORE = {"start": "SHUTOFF", "unpause": "PAUSED", "resume": "SUSPENDED",
+                 "unrescue": "RESCUE"}
+
+
+@pytest.mark.parametrize("operation", list(MAIN_HOST_STEP))
+def test_an_operation_survives_its_compute_worker(hosts_apart, operation):
+    """The worker dies after the step's effect, before it could answer; it is
+    restarted at once, to the same hypervisor.  The conductor's call times out,
+    the outcome of the step is unknown, so its revert undoes it: the instance
+    is back where it was (a delete ends in ERROR, from where it is deleted)."""
+    api = hosts_apart.api
+    body, before, _status = OPERATIONS[operation]
+    worker = hosts_apart.compute("compute-1")
+    wait_hosts(api, 1)
+    server_id = api.create("phoenix").json()["server"]["id"]
+    assert api.wait_status(server_id)["status"] == "ACTIVE"
+    for first in before:
+        assert _act(api, server_id, first).status_code == 202
+        _settled(api, server_id)
+    worker.terminate()  # (launch uses some of the same host steps)
+    worker.wait(20)
+    dying = hosts_apart.compute("compute-1", f"compute.{MAIN_HOST_STEP[operation]}:after")
+    time.sleep(2.5)  # started, and consuming its queue
+
+    assert _act(api, server_id, body).status_code in (202, 204)
+    assert dying.wait(60) == 137, "the compute worker did not die where it was told to"
+    hosts_apart.compute("compute-1")  # back at once: it can undo what it did
+
+    server = _settled(api, server_id, timeout=90)
+    run = run_of(hosts_apart, server_id, operation)
+    assert run.state == "REVERTED", run.state
+    if operation == "delete":
+        assert server["status"] == "ERROR" and "Delete failed" in server["fault"]["message"]
+        assert api.delete(f"/v2.1/servers/{server_id}").status_code == 204
+        api.wait_gone(server_id)
+        assert guests(hosts_apart, "compute-1") == {}
+        return
+    status = STATUS_BEFORE.get(operation, "ACTIVE")
+    assert server["status"] == status, server
+    assert "did not answer" in faults(hosts_apart, server_id)[-1]
+    assert guests(hosts_apart, "compute-1") == {server_id: GUEST_STATE[status]}
+    if operation == "snapshot":
+        with hosts_apart.db.read() as session:
+            assert [i.status for i in session.scalars(
+                select(Image).where(Image.name == "phoenix-snap"))] in ([], ["deleted"])
