@@ -18,6 +18,9 @@ from celery.worker import WorkController
 
 LOG = logging.getLogger(__name__)
 
+# Seconds before a worker that stopped by itself is replaced.
+RESTART_DELAY = 1.0
+
 
 class _AppThreadPool(thread.TaskPool):
     """Celery's thread pool, with this worker's app current in every thread.
@@ -45,22 +48,46 @@ class _Worker(WorkController):
 
 
 class ThreadedWorker:
-    """One Celery worker (its own consumer and thread pool) for some queues."""
+    """One Celery worker (its own consumer and thread pool) for some queues.
+
+    Supervised: a Celery worker whose consumer could not recover from a lost
+    broker connection (seen when Redis restarts) stops by itself; it is then
+    replaced by a new one, since the process around it (a conductor, a compute
+    service) is alive and must keep consuming.
+    """
 
     def __init__(self, app: Celery, *, name: str, queues: list[str], concurrency: int) -> None:
         self.app = app
         self.name = name
         self.queues = list(queues)
+        self.concurrency = concurrency
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         app.finalize()
-        self._worker = _Worker(
-            app=app, hostname=f"{name}@embedded", pool_cls=_AppThreadPool,
-            concurrency=concurrency,
-            queues=queues, loglevel="WARNING", ready_callback=None, without_heartbeat=True,
-            without_mingle=True, without_gossip=True, ready=self._ready,
-        )
-        self._thread = threading.Thread(target=self._worker.start, name=f"celery-{name}",
+        self._worker = self._new_worker()
+        self._thread = threading.Thread(target=self._serve, name=f"celery-{name}",
                                         daemon=True)
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(
+            app=self.app, hostname=f"{self.name}@embedded", pool_cls=_AppThreadPool,
+            concurrency=self.concurrency,
+            queues=self.queues, loglevel="WARNING", ready_callback=None,
+            without_heartbeat=True, without_mingle=True, without_gossip=True,
+            ready=self._ready,
+        )
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                self._worker.start()
+            except Exception:
+                LOG.exception("celery worker %s failed", self.name)
+            if self._stopping.wait(RESTART_DELAY):
+                return
+            LOG.error("celery worker %s stopped by itself (its broker connection was lost); "
+                      "starting a new one", self.name)
+            self._worker = self._new_worker()
 
     def start(self, timeout: float = 30.0) -> None:
         self._thread.start()
@@ -71,5 +98,6 @@ class ThreadedWorker:
         LOG.info("celery worker %s consuming %s", self.name, ", ".join(self.queues))
 
     def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
         self._worker.stop(in_sighandler=False)
         self._thread.join(timeout)
