@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import tomllib
 from typing import Any
 
 import requests
@@ -134,15 +135,68 @@ def cmd_conductor(args: argparse.Namespace) -> int:
     return _run_service(_load_config(args), "vmflow-conductor", run_compute=False)
 
 
+def _simulated_hypervisor(args: argparse.Namespace) -> str:
+    """Where the simulated hosts' hypervisors live: ``--hypervisor daemon|in-process``,
+    else ``simulated_hypervisor`` when the environment or the configuration file
+    sets it, else "daemon" (the built-in default, "in-process", is the embedded
+    mode's)."""
+    if args.hypervisor:
+        return args.hypervisor
+    value = os.environ.get("VMFLOW_SIMULATED_HYPERVISOR")
+    path = args.config or os.environ.get("VMFLOW_CONFIG")
+    if value is None and path:
+        with open(path, "rb") as fh:
+            value = tomllib.load(fh).get("simulated_hypervisor")
+    return value or "daemon"
+
+
 def cmd_compute(args: argparse.Namespace) -> int:
+    """Serve one or more hosts (``--host`` repeated) from this process.
+
+    Each host keeps its own queue ``<prefix>.compute.<host>``, bound to its own
+    routing key ``compute.<host>``: the conductor's calls reach the host, not the
+    process, and a host can move to another process between restarts.  One
+    Celery consumer and one thread pool serve all of them.
+    """
+    from workers.celery_app import compute_queue, make_app
+    from workers.compute import ComputeService
+    from workers.embedded import ThreadedWorker
+
+    names = args.host
+    if len(set(names)) != len(names):
+        raise SystemExit("vmflow compute: a host is named twice")
     cfg = _load_config(args)
     uri = args.hypervisor or ""
-    if uri in ("", "daemon", "in-process"):  # a simulated host
-        cfg.simulated_hypervisor = uri or "daemon"
+    if uri in ("", "daemon", "in-process"):  # simulated hosts
+        cfg.simulated_hypervisor = _simulated_hypervisor(args)
+        if cfg.simulated_hypervisor not in ("daemon", "in-process"):
+            raise SystemExit(f"vmflow compute: simulated_hypervisor is "
+                             f"{cfg.simulated_hypervisor!r}, not 'daemon' or 'in-process'")
         uri = ""
-    cfg.hosts = [config_mod.HostConfig(name=args.host, uri=uri, vcpus=args.vcpus,
-                                       memory_mb=args.memory_mb, disk_gb=args.disk_gb)]
-    return _run_service(cfg, f"vmflow-compute-{args.host}", run_conductor=False)
+    elif len(names) > 1:
+        raise SystemExit("vmflow compute: a libvirt URI (--hypervisor) serves one host")
+    cfg.hosts = [config_mod.HostConfig(name=name, uri=uri, vcpus=args.vcpus,
+                                       memory_mb=args.memory_mb, disk_gb=args.disk_gb)
+                 for name in names]
+    # One log file per process: vmflow-compute-<host>.log, or <first host>+<others>.
+    service = f"vmflow-compute-{names[0]}" + (f"+{len(names) - 1}" if len(names) > 1 else "")
+    _tune_interpreter()
+    log.setup(cfg.log_level, cfg.log_dir, service=service)
+    queues = [compute_queue(cfg, [name]) for name in names]
+    app = make_app(cfg, compute_queues=queues)
+    compute = ComputeService(app, cfg, cfg.hosts, report_interval=cfg.report_interval)
+    worker = ThreadedWorker(app, name="compute", queues=[q.name for q in queues],
+                            concurrency=cfg.compute_concurrency)
+    worker.start()
+    try:
+        compute.start()
+        print(f"{service} running ({len(names)} host{'s' if len(names) > 1 else ''}: "
+              f"{', '.join(names)})", flush=True)
+        _wait_for_signal()
+    finally:
+        compute.stop()
+        worker.stop()
+    return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -340,16 +394,20 @@ def build_parser() -> argparse.ArgumentParser:
     _service_args(cond)
     cond.set_defaults(func=cmd_conductor)
 
-    comp = sub.add_parser("compute", help="run the compute service of one host")
+    comp = sub.add_parser("compute", help="run the compute service of one or more hosts")
     comp.add_argument("--config")
     comp.add_argument("--data-dir", dest="data_dir")
-    comp.add_argument("--host", required=True, help="the host's name")
+    comp.add_argument("--host", required=True, action="append", metavar="NAME",
+                      help="a host's name; repeat it for a process serving several hosts "
+                           "(--host=compute-{1..10} in bash), each on its own queue")
     comp.add_argument("--hypervisor",
-                      help="libvirt URI, or a simulated host: 'daemon' (the default: its own "
-                           "libvirtd, which outlives this process) or 'in-process'")
-    comp.add_argument("--vcpus", type=int, default=16)
-    comp.add_argument("--memory-mb", dest="memory_mb", type=int, default=32768)
-    comp.add_argument("--disk-gb", dest="disk_gb", type=int, default=500)
+                      help="libvirt URI (one host only), or simulated hosts: 'daemon' (its "
+                           "own libvirtd per host, which outlives this process) or "
+                           "'in-process'; default: simulated_hypervisor if the configuration "
+                           "or VMFLOW_SIMULATED_HYPERVISOR sets it, else 'daemon'")
+    comp.add_argument("--vcpus", type=int, default=16, help="per host")
+    comp.add_argument("--memory-mb", dest="memory_mb", type=int, default=32768, help="per host")
+    comp.add_argument("--disk-gb", dest="disk_gb", type=int, default=500, help="per host")
     comp.set_defaults(func=cmd_compute)
 
     db = sub.add_parser("db", help="database maintenance")

@@ -1,10 +1,13 @@
 """`vmflow up --distributed`: every service as a process of its own, for a
 one-command multi-process cloud on one machine.
 
-One conductor, one `vmflow compute` per simulated host (each with its own
-hypervisor daemon, see virt/hostd.py) and the API, over the local Redis and
-PostgreSQL (from configuration, else the usual local addresses).  When either is
-missing it says so in one line, with how to start it.
+One conductor, `vmflow compute` processes for the simulated hosts (each host
+with its own hypervisor daemon, see virt/hostd.py) and the API, over the local
+Redis and PostgreSQL (from configuration, else the usual local addresses).  Up to
+MAX_COMPUTE_PROCESSES hosts each get a process of their own; more hosts are
+spread evenly over that many processes (a compute process serves several hosts,
+each on its own queue).  When Redis or PostgreSQL is missing it says so in one
+line, with how to start it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,19 @@ from vmflow.cloud import prepare_database
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/vmflow"
 START_SERVICES = "start them with `bash scripts/services.sh`"
+# Each compute process costs about 65 MB and a Celery consumer of its own that
+# polls Redis (about 1 % of a core while idle, on the 2-core machine of
+# docs/benchmarks.md): a hundred of them for a hundred simulated hosts would
+# weigh more than the hosts.
+MAX_COMPUTE_PROCESSES = 10
+
+
+def host_groups(hosts: list[config_mod.HostConfig], processes: int = MAX_COMPUTE_PROCESSES
+                ) -> list[list[config_mod.HostConfig]]:
+    """``hosts`` in at most ``processes`` contiguous groups whose sizes differ by at
+    most one (one host per group when there are few)."""
+    n, count = len(hosts), min(len(hosts), processes)
+    return [hosts[i * n // count:(i + 1) * n // count] for i in range(count)]
 
 
 def _urls(cfg: config_mod.Config) -> tuple[str, str, str]:
@@ -79,9 +95,16 @@ def run(cfg: config_mod.Config, config_file: str | None) -> int:
         env["VMFLOW_CONFIG"] = config_file
     vmflow = [sys.executable, "-m", "vmflow.cli"]
     hosts = cfg.compute_hosts()
+    # A process's hosts share its --vcpus/--memory-mb/--disk-gb: group hosts of
+    # the same capacity (generated hosts all have the same).
+    groups = []
+    for capacity in dict.fromkeys((h.vcpus, h.memory_mb, h.disk_gb) for h in hosts):
+        same = [h for h in hosts if (h.vcpus, h.memory_mb, h.disk_gb) == capacity]
+        groups += host_groups(same, max(1, MAX_COMPUTE_PROCESSES * len(same) // len(hosts)))
     commands = [vmflow + ["conductor"]] + [
-        vmflow + ["compute", "--host", h.name, "--vcpus", str(h.vcpus), "--memory-mb",
-                  str(h.memory_mb), "--disk-gb", str(h.disk_gb)] for h in hosts
+        vmflow + ["compute", *[f"--host={h.name}" for h in group], "--vcpus",
+                  str(group[0].vcpus), "--memory-mb", str(group[0].memory_mb), "--disk-gb",
+                  str(group[0].disk_gb)] for group in groups
     ] + [vmflow + ["api"]]
     procs = [subprocess.Popen(command, env=env) for command in commands]
     stopping: list[int] = []
@@ -89,7 +112,8 @@ def run(cfg: config_mod.Config, config_file: str | None) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"vmflow is up (distributed): API at http://{cfg.api_host}:{cfg.api_port}/v2.1 "
           f"(dashboard at /dashboard/), "
-          f"1 conductor, {len(hosts)} compute processes; logs in {log_dir}", flush=True)
+          f"1 conductor, {len(groups)} compute processes for {len(hosts)} hosts; "
+          f"logs in {log_dir}", flush=True)
     try:
         while not stopping:
             dead = [p for p in procs if p.poll() is not None]

@@ -183,8 +183,10 @@ def test_flow_view_of_a_failed_last_step(dashboard_cloud, page: Page):
 
 def test_flow_view_follows_a_running_operation(dashboard_cloud, page: Page):
     # A guest that ignores ACPI: the stop waits out its shutdown timeout, polling.
+    # Ten seconds of it: long enough for the page to load and see the run
+    # going on a loaded machine.
     running = dashboard_cloud(hosts=[{"name": "compute-1", "acpi_shutdown": False}],
-                              shutdown_timeout=3.0)
+                              shutdown_timeout=10.0)
     server_id = _launch(running, "deaf")
     running.api.wait_status(server_id)
     response = running.api.post(f"/v2.1/servers/{server_id}/action", {"os-stop": None})
@@ -200,7 +202,7 @@ def test_flow_view_follows_a_running_operation(dashboard_cloud, page: Page):
         .to_have_attribute("data-status", "pending")
     # Without a reload, it ends.
     expect(page.locator('svg.flow-graph .node[data-step="stop.finish"]')) \
-        .to_have_attribute("data-status", "done")
+        .to_have_attribute("data-status", "done", timeout=30_000)
     expect(page.locator("#live")).to_have_text("finished")
     expect(page.locator("#run-status")).to_contain_text("done")
 

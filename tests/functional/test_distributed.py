@@ -120,3 +120,58 @@ def test_notifications_reach_the_notifications_queue(cloud_factory, redis_url, t
     assert end["payload"]["instance_id"] == server_id
     assert end["payload"]["state_before"]["status"] == "ACTIVE"
     assert end["payload"]["state"]["status"] == "SHUTOFF"
+
+
+def test_one_compute_process_serves_several_hosts(cloud_factory, redis_url, tmp_path):
+    import redis
+
+    running = cloud_factory(run_compute=False, broker_url=redis_url, result_backend=redis_url,
+                            report_interval=1.0)
+    prefix = running.cfg.queue_prefix
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
+    env.update(VMFLOW_BROKER_URL=redis_url, VMFLOW_RESULT_BACKEND=redis_url,
+               VMFLOW_QUEUE_PREFIX=prefix, VMFLOW_REPORT_INTERVAL="1")
+    compute_dir, log_dir = tmp_path / "compute-data", tmp_path / "logs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmflow.cli", "compute", "--host", "compute-1", "--host",
+         "compute-2", "--data-dir", str(compute_dir), "--vcpus", "8"],
+        env={**env, "VMFLOW_LOG_DIR": str(log_dir)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        api = running.api
+        deadline = time.monotonic() + 60
+        while len(api.get("/v2.1/os-hypervisors").json()["hypervisors"]) < 2:
+            assert time.monotonic() < deadline, "the compute process never reported both hosts"
+            assert proc.poll() is None, "the compute process died"
+            time.sleep(0.1)
+        # Each host keeps its own queue on its own routing key.
+        bindings = redis.Redis.from_url(redis_url).smembers(f"_kombu.binding.{prefix}.compute")
+        assert {b.decode().split("\x06\x16")[0] for b in bindings} >= {
+            "compute.compute-1", "compute.compute-2"}
+
+        ids = [api.create(f"multi-{i}").json()["server"]["id"] for i in range(4)]
+        servers = [api.wait_status(i) for i in ids]
+        assert [s["status"] for s in servers] == ["ACTIVE"] * 4
+        assert {s["OS-EXT-SRV-ATTR:host"] for s in servers} == {"compute-1", "compute-2"}
+        services = api.get("/v2.1/os-services", params={"binary": "vmflow-compute"}).json()
+        assert {(s["host"], s["state"]) for s in services["services"]} == {
+            ("compute-1", "up"), ("compute-2", "up")}
+
+        # One process, one log file, both hosts' steps in it.
+        log = (log_dir / "vmflow-compute-compute-1+1.log").read_text()
+        assert "compute step define on compute-1" in log
+        assert "compute step define on compute-2" in log
+
+        for server_id in ids:
+            assert api.delete(f"/v2.1/servers/{server_id}").status_code == 204
+        for server_id in ids:
+            api.wait_gone(server_id)
+        stats = api.get("/v2.1/os-hypervisors/statistics").json()["hypervisor_statistics"]
+        assert stats["running_vms"] == 0 and stats["vcpus_used"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        for state_dir in (compute_dir / "hosts").glob("*"):  # their hypervisors
+            hostd.stop(state_dir)
+    assert proc.returncode == 0
+    assert not list(compute_dir.rglob("*.db"))
