@@ -42,3 +42,12 @@ def build(operation: str, services: Services, params: dict[str, Any]) -> Flow:
     except KeyError:
         raise ValueError(f"no flow for operation {operation!r}") from None
     return factory(services, **params)
+
+
+def task_names(flow: Flow) -> list[str]:
+    """The names of ``flow``'s tasks (nested flows included, retries not), in the
+    order they were added."""
+    names: list[str] = []
+    for node, _meta in flow.iter_nodes():
+        names.extend(task_names(node) if isinstance(node, Flow) else [node.name])
+    return names

@@ -207,18 +207,7 @@ def test_unknown_server_is_404(running):
 
 
 def _steps_of(operation: str, running) -> list[str]:
-    graph = flows.build(operation, Services(config=running.cfg, db=None), {})
-    names = []
-
-    def walk(flow):
-        for item in flow.iter_nodes():
-            node = item[0]
-            if hasattr(node, "iter_nodes"):
-                walk(node)
-            else:
-                names.append(node.name)
-    walk(graph)
-    return names
+    return flows.task_names(flows.build(operation, Services(config=running.cfg, db=None), {}))
 
 
 # operation, the action's body, status before, status after, how to get there first

@@ -45,16 +45,7 @@ SETTLED = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "RESCUE", "ERROR")
 def _steps(operation: str) -> list[str]:
     graph = flows.build(operation, Services(config=Config(), db=None),
                         {"start": True} if operation == "rebuild" else {})
-    names: list[str] = []
-
-    def walk(flow) -> None:
-        for node, _meta in flow.iter_nodes():
-            if hasattr(node, "iter_nodes"):
-                walk(node)
-            else:
-                names.append(node.name)
-    walk(graph)
-    return names
+    return flows.task_names(graph)
 
 
 CRASHES = [(op, f"{step}:before-save") for op in OPERATIONS for step in _steps(op)] + [
