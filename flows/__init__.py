@@ -44,10 +44,15 @@ def build(operation: str, services: Services, params: dict[str, Any]) -> Flow:
     return factory(services, **params)
 
 
-def task_names(flow: Flow) -> list[str]:
-    """The names of ``flow``'s tasks (nested flows included, retries not), in the
-    order they were added."""
-    names: list[str] = []
+def tasks(flow: Flow) -> list[Any]:
+    """``flow``'s tasks (nested flows included, retries not), in the order they
+    were added."""
+    found: list[Any] = []
     for node, _meta in flow.iter_nodes():
-        names.extend(task_names(node) if isinstance(node, Flow) else [node.name])
-    return names
+        found.extend(tasks(node) if isinstance(node, Flow) else [node])
+    return found
+
+
+def task_names(flow: Flow) -> list[str]:
+    """The names of ``flow``'s tasks, in the order they were added."""
+    return [task.name for task in tasks(flow)]

@@ -45,6 +45,7 @@ class VmTask(task.Task):
         """Refuse to start when an operator has asked for the run to be rolled back;
         fail here when configuration asks (tests and demos of every revert path)."""
         context.set_executing(True)
+        context.set_step(self.name)
         if context.rollback_requested():
             raise exception.RollbackRequested(step=self.name)
         if self.name in self.svc.config.inject_step_failures:
@@ -54,12 +55,17 @@ class VmTask(task.Task):
         """Die here, after the step's effect and before its result is saved, when
         configuration asks (crash tests: ``inject_crash = "<step>:before-save"``)."""
         context.set_executing(False)
+        context.set_step(None)
         if self.svc.config.inject_crash == f"{self.name}:before-save":
             crash(self.name)
+
+    def pre_revert(self) -> None:
+        context.set_step(f"{self.name} (revert)")
 
     def post_revert(self) -> None:
         """Die here, after the step's revert and before it is saved, when
         configuration asks (``inject_crash = "<step>:revert-before-save"``)."""
+        context.set_step(None)
         if self.svc.config.inject_crash == f"{self.name}:revert-before-save":
             crash(f"{self.name} (revert)")
 

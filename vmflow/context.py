@@ -26,6 +26,10 @@ _flow: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
 # True while a flow step executes (not while it reverts): only then may a
 # rollback cut a host call short.
 _executing: contextvars.ContextVar[bool] = contextvars.ContextVar("executing", default=False)
+# The flow step whose execute or revert runs now (``"stop.request-shutdown"``,
+# ``"stop.request-shutdown (revert)"``): host commands carry it, for the host's
+# log and for crash tests that end a compute worker at one step.
+_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("step", default=None)
 
 
 def new_request_id() -> str:
@@ -96,6 +100,15 @@ def current_flow() -> tuple[str, int] | None:
 def set_executing(flag: bool) -> None:
     """Mark the start (True) and end (False) of a flow step's execute."""
     _executing.set(flag)
+
+
+def set_step(name: str | None) -> None:
+    """Name the flow step that runs now (None when it has ended)."""
+    _step.set(name)
+
+
+def current_step() -> str | None:
+    return _step.get()
 
 
 def interrupted() -> bool:

@@ -56,7 +56,8 @@ class ComputeManager:
         self.host = host
         self.driver = driver
         self._inject = inject_failure
-        # Crash tests: "compute.<step>:before" or ":after" ends this process there.
+        # Crash tests: "compute.<method or flow step>:before" or ":after" ends
+        # this process there.
         self._crash = inject_crash if inject_crash.startswith("compute.") else ""
         # Striped: a fixed set of locks, an instance always maps to the same one.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
@@ -64,27 +65,30 @@ class ComputeManager:
     def _instance_lock(self, instance_uuid: str) -> threading.Lock:
         return self._locks[hash(instance_uuid) % LOCK_STRIPES]
 
-    def dispatch(self, method: str, kwargs: dict[str, Any]) -> Any:
-        """Run one step; steps on the same instance run one at a time (a delete
-        tearing a guest down while a failed launch reverts it, say)."""
+    def dispatch(self, method: str, kwargs: dict[str, Any], step: str | None = None) -> Any:
+        """Run one step (``step``: the flow step that sent it, if any); steps on
+        the same instance run one at a time (a delete tearing a guest down while
+        a failed launch reverts it, say)."""
         if method not in self.STEPS:
             raise exception.Invalid(f"unknown compute step {method!r}")
         if self._inject in (method, "*"):
             raise exception.HypervisorError(host=self.host, step=method,
                                             reason="failure injected by configuration")
-        step = getattr(self.driver, self._DRIVER_METHODS.get(method, method))
-        self._maybe_crash(method, "before")
+        run = getattr(self.driver, self._DRIVER_METHODS.get(method, method))
+        self._maybe_crash(method, step, "before")
         instance_uuid = kwargs.get("instance_uuid") or (kwargs.get("instance") or {}).get("uuid")
         if not instance_uuid:
-            result = step(**kwargs)
+            result = run(**kwargs)
         else:
             with self._instance_lock(instance_uuid):
-                result = step(**kwargs)
-        self._maybe_crash(method, "after")
+                result = run(**kwargs)
+        self._maybe_crash(method, step, "after")
         return result
 
-    def _maybe_crash(self, method: str, when: str) -> None:
-        if self._crash == f"compute.{method}:{when}":
+    def _maybe_crash(self, method: str, step: str | None, when: str) -> None:
+        """Crash tests name the point by the compute step (``compute.power_on:after``)
+        or by the flow step that sent it (``compute.reboot.wait-for-running:before``)."""
+        if self._crash in (f"compute.{method}:{when}", f"compute.{step}:{when}"):
             crash(f"{self._crash} on {self.host}")
 
 
@@ -222,14 +226,16 @@ def register_compute_task(app: Celery, managers: dict[str, ComputeManager],
             LOG.error("rejected %s for host %s: not served by this worker", method, host)
             return {"ok": False, "error": f"host {host} is not served by this worker"}
         kwargs = kwargs if isinstance(kwargs, dict) else {}
-        refusal = gate.refusal(host, kwargs, task.request.get(COMMAND_HEADER),
+        command = task.request.get(COMMAND_HEADER)
+        refusal = gate.refusal(host, kwargs, command,
                                bool((task.request.delivery_info or {}).get("redelivered")))
         if refusal:
             LOG.warning("refused %s on %s: %s", method, host, refusal)
             return {"ok": False, "error": f"refused by host {host}: {refusal}"}
-        LOG.info("compute step %s on %s", method, host)
+        step = command.get("step") if isinstance(command, dict) else None
+        LOG.info("compute step %s on %s%s", method, host, f" for {step}" if step else "")
         try:
-            result = manager.dispatch(method, kwargs)
+            result = manager.dispatch(method, kwargs, step)
         except Exception as err:
             LOG.warning("compute step %s on %s failed: %s", method, host, err)
             return {"ok": False, "error": f"{type(err).__name__}: {err}"}

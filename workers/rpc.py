@@ -49,6 +49,8 @@ class ComputeClient:
         command = {"sent_at": time.time(), "expires_at": time.time() + timeout}
         if flow is not None:
             command.update(flow_id=flow[0], epoch=flow[1])
+        if context.current_step():
+            command["step"] = context.current_step()
         result = self._app.send_task(COMPUTE_TASK, args=[host, method, kwargs],
                                      exchange=self._exchange,
                                      routing_key=compute_routing_key(host), expires=timeout,

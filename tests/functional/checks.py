@@ -30,18 +30,17 @@ def agree(running, server_id: str) -> None:
 
 
 def run_of(running, server_id: str, operation: str) -> FlowRun:
-    """The operation's flow run, once it has ended."""
+    """The operation's latest flow run, once it has ended."""
     deadline = time.monotonic() + 90  # a conductor starting on a loaded machine is slow
     while True:
         with running.db.read() as session:
-            run = session.scalar(select(FlowRun).where(FlowRun.instance_uuid == server_id,
-                                                       FlowRun.operation == operation))
+            run = session.scalar(select(FlowRun).where(
+                FlowRun.instance_uuid == server_id, FlowRun.operation == operation,
+            ).order_by(FlowRun.created_at.desc(), FlowRun.id).limit(1))
         if run.state in ("SUCCESS", "REVERTED", "FAILURE") and run.owner is None:
             return run
         assert time.monotonic() < deadline, f"flow run {run.id} stayed {run.state}"
         time.sleep(0.05)
-
-
 
 
 def faults(running, server_id: str) -> list[str]:

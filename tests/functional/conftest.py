@@ -150,7 +150,8 @@ def _distributed(cloud_factory, broker: str, pg_url: str, tmp_path: Path, **over
                VMFLOW_LOG_DIR=str(tmp_path / "logs"), VMFLOW_REPORT_INTERVAL="1",
                VMFLOW_SPAWN_POLL_ATTEMPTS="10", VMFLOW_MAX_FLOW_ATTEMPTS="2",
                VMFLOW_SHUTDOWN_TIMEOUT=str(running.cfg.shutdown_timeout),
-               VMFLOW_COMPUTE_RPC_TIMEOUT=str(running.cfg.compute_rpc_timeout))
+               VMFLOW_COMPUTE_RPC_TIMEOUT=str(running.cfg.compute_rpc_timeout),
+               VMFLOW_AUTH_STRATEGY=running.cfg.auth_strategy)
     procs: list[subprocess.Popen] = []
 
     def conductor(crash: str = "", **more_env: str) -> subprocess.Popen:
@@ -219,7 +220,7 @@ def hosts_apart(cloud_factory, redis_url, pg_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
     env.update(VMFLOW_BROKER_URL=redis_url, VMFLOW_RESULT_BACKEND=redis_url,
                VMFLOW_QUEUE_PREFIX=running.cfg.queue_prefix, VMFLOW_REPORT_INTERVAL="1",
-               VMFLOW_LOG_DIR=str(tmp_path / "logs"))
+               VMFLOW_LOG_DIR=str(tmp_path / "logs"), VMFLOW_AUTH_STRATEGY="noauth")
     data = tmp_path / "compute-data"
     procs: dict[str, subprocess.Popen] = {}
 
@@ -237,6 +238,7 @@ def hosts_apart(cloud_factory, redis_url, pg_url, tmp_path):
 
     running.compute = compute
     running.hypervisor = hypervisor
+    running.log_dir = tmp_path / "logs"
     yield running
     for proc in procs.values():
         if proc.poll() is None:

@@ -17,15 +17,20 @@ import time
 import pytest
 from sqlalchemy import select
 
+import flows
+from flows import launch
+from flows.base import Services
 from tests.functional.checks import agree, faults, guests, messages_lost, run_of, wait_hosts
+from vmflow.config import Config
 from vmflow.db.models import Allocation, ComputeNode, FlowRun
 
-LAUNCH_CRASHES = [
-    "launch.select-destinations:before-save", "launch.claim-resources:before-save",
-    "launch.claim-resources:after-save", "launch.create-disk:before-save",
-    "launch.define-domain:before-save", "launch.power-on:before-save",
-    "launch.wait-for-running:after-save", "launch.mark-active:before-save",
-]
+_TASKS = flows.tasks(flows.build("launch", Services(config=Config(), db=None), {}))
+# The steps the conductor runs (admission runs in the API).
+_CONDUCTOR_SIDE = _TASKS[[t.name for t in _TASKS].index(launch.ADMISSION_LAST_STEP) + 1:]
+LAUNCH_CRASHES = [f"{t.name}:{when}" for t in _CONDUCTOR_SIDE
+                  for when in ("before-save", "after-save")]
+LAUNCH_HOST_CRASHES = [f"compute.{t.name}:{when}" for t in _CONDUCTOR_SIDE
+                       if isinstance(t, launch.HostTask) for when in ("before", "after")]
 
 
 @pytest.mark.parametrize("crash", LAUNCH_CRASHES)
@@ -160,8 +165,7 @@ def test_guests_outlive_a_killed_compute_worker(hosts_apart):
     assert guests(hosts_apart, "compute-1") == {}
 
 
-@pytest.mark.parametrize("crash", ["compute.define:before", "compute.define:after",
-                                   "compute.power_on:after"])
+@pytest.mark.parametrize("crash", LAUNCH_HOST_CRASHES)
 def test_a_launch_survives_a_compute_worker_killed_mid_step(hosts_apart, crash):
     api = hosts_apart.api
     doomed = hosts_apart.compute("compute-1", crash)

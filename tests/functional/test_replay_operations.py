@@ -1,11 +1,16 @@
-"""Flow replay for every operation on an existing instance: the conductor is
-killed at each step (after the step's effect, before its result is saved, and
-just after the last step's result is saved), a new conductor takes the run over,
-and the operation ends as it would have, with one guest, one disk, one claim.
+"""Flow replay for every operation on an existing instance.
 
-The step names come from the flows themselves, so a step added later is
-covered without touching this file.  Launch has its own cases in
-test_replay.py; the compute worker killed mid-step is at the end of this file.
+* The conductor is killed at each step, once after the step's effect and before
+  its result is saved, once just after it is saved; a new conductor takes the
+  run over, and the operation ends as it would have, with one guest, one disk,
+  one claim.
+* The compute worker is killed at each step that goes to the host, once before
+  the step's effect and once after it; it comes back at once to the same
+  hypervisor, and the operation is rolled back to where it started.
+
+The step names come from the flows themselves (and, for the host steps, from
+the host's log of a normal run), so a step added later is covered without
+touching this file.  Launch has its own cases in test_replay.py.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ def _steps(operation: str) -> list[str]:
     return flows.task_names(graph)
 
 
-CRASHES = [(op, f"{step}:before-save") for op in OPERATIONS for step in _steps(op)] + [
-    (op, f"{_steps(op)[-1]}:after-save") for op in OPERATIONS]
+CRASHES = [(op, f"{step}:{when}") for op in OPERATIONS for step in _steps(op)
+           for when in ("before-save", "after-save")]
 
 
 def _act(api, server_id: str, body: dict | None):
@@ -133,59 +138,118 @@ def test_a_revert_survives_its_conductor(distributed, crash):
     agree(distributed, server_id)
 
 
-# -- the compute worker killed just after the effect of each operation's host step ------
+# -- the compute worker killed before and after each host step of each operation ---------
 
-# operation: the host step whose effect happens just before the worker dies (its
-# reply is lost; the conductor's call times out and the operation reverts).
-MAIN_HOST_STEP = {
-    "stop": "shutdown", "start": "power_on", "reboot": "shutdown",
-    "reboot_hard": "power_off", "pause": "pause", "unpause": "unpause",
-    "suspend": "suspend", "resume": "resume", "snapshot": "snapshot_disk",
-    "rebuild": "rebuild_disk", "rescue": "define_rescue", "unrescue": "define_normal",
-    "delete": "undefine",
-}
 STATUS_BEFORE = {"start": "SHUTOFF", "unpause": "PAUSED", "resume": "SUSPENDED",
                  "unrescue": "RESCUE"}
 
 
-@pytest.mark.parametrize("operation", list(MAIN_HOST_STEP))
-def test_an_operation_survives_its_compute_worker(hosts_apart, operation):
-    """The worker dies after the step's effect, before it could answer; it is
-    restarted at once, to the same hypervisor.  The conductor's call times out,
-    the outcome of the step is unknown, so its revert undoes it: the instance
-    is back where it was (a delete ends in ERROR, from where it is deleted)."""
-    api = hosts_apart.api
-    body, before, _status = OPERATIONS[operation]
-    worker = hosts_apart.compute("compute-1")
-    wait_hosts(api, 1)
-    server_id = api.create("phoenix").json()["server"]["id"]
+def _host_steps(running, operation: str) -> list[str]:
+    """The flow steps of ``operation`` that sent commands to a host, in order, as
+    the host's own log tells them ("compute step <method> on <host> for <step>")."""
+    seen: list[str] = []
+    for log in sorted(running.log_dir.glob("*compute*.log")):
+        for line in log.read_text().splitlines():
+            step = line.rpartition(" for ")[2] if "compute step " in line else ""
+            if step.startswith(f"{operation}.") and step not in seen:
+                seen.append(step)
+    return seen
+
+
+def _prepared(api, name: str, before: list[dict]) -> str:
+    server_id = api.create(name).json()["server"]["id"]
     assert api.wait_status(server_id)["status"] == "ACTIVE"
     for first in before:
         assert _act(api, server_id, first).status_code == 202
         _settled(api, server_id)
-    worker.terminate()  # (launch uses some of the same host steps)
+    return server_id
+
+
+# After a run that went through, what brings the instance back to where the
+# operation starts from (a polled step retries a call its worker died on, so
+# a crash there can end in success).
+UNDO = {"stop": {"os-start": None}, "start": {"os-stop": None}, "resume": {"suspend": None},
+        "rescue": {"unrescue": None}, "unrescue": {"rescue": None}}
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_an_operation_survives_its_compute_worker(hosts_apart, operation):
+    """The compute worker is killed at each host step of the operation, once
+    before the step's effect and once after it (before it could answer), and
+    restarted at once, to the same hypervisor, ready to die at the next point.
+    A step whose call timed out has an unknown outcome, so its revert undoes it
+    and the instance is back where it was (a delete ends in ERROR, from where
+    it is deleted again); a polled step tries its call again and the operation
+    goes through.  Either way the database and the guest agree."""
+    api = hosts_apart.api
+    body, before, status_after = OPERATIONS[operation]
+    worker = hosts_apart.compute("compute-1")
+    wait_hosts(api, 1)
+    # A normal run first, on a server of its own: which steps go to the host.
+    scout = _prepared(api, "scout", before)
+    scout_body = {"createImage": {"name": "scout-snap"}} if operation == "snapshot" else body
+    assert _act(api, scout, scout_body).status_code in (202, 204)
+    if operation != "delete":
+        _settled(api, scout)
+        assert api.delete(f"/v2.1/servers/{scout}").status_code == 204
+    api.wait_gone(scout)
+    steps = _host_steps(hosts_apart, operation)
+    assert steps, "the operation sent nothing to its host"
+    points = [f"compute.{step}:{when}" for step in steps for when in ("before", "after")]
+
+    server_id = _prepared(api, "phoenix", before)
+    status_before = STATUS_BEFORE.get(operation, "ACTIVE")
+    worker.terminate()
     worker.wait(20)
-    dying = hosts_apart.compute("compute-1", f"compute.{MAIN_HOST_STEP[operation]}:after")
+    worker = hosts_apart.compute("compute-1", points[0])
     time.sleep(2.5)  # started, and consuming its queue
-
+    hit: list[str] = []
+    while len(hit) < len(points):
+        tried = len(hit)
+        assert _act(api, server_id, body).status_code in (202, 204)
+        deadline = time.monotonic() + 90
+        while True:  # until the operation has ended, bringing back each worker that died
+            if worker.poll() is not None:
+                assert worker.returncode == 137, worker.returncode
+                hit.append(points[len(hit)])
+                worker = hosts_apart.compute(
+                    "compute-1", points[len(hit)] if len(hit) < len(points) else "")
+            server = api.server(server_id)
+            if server["OS-EXT-STS:task_state"] is None and server["status"] in SETTLED:
+                run = run_of(hosts_apart, server_id, operation)
+                break
+            assert time.monotonic() < deadline, (hit, server["status"])
+            time.sleep(0.1)
+        assert len(hit) > tried, f"the compute worker did not die at {points[tried]}"
+        if operation == "delete":
+            assert run.state == "REVERTED", (hit, run.state)
+            assert server["status"] == "ERROR" and "Delete failed" in server["fault"]["message"]
+            continue
+        if run.state == "REVERTED":
+            assert server["status"] == status_before, (hit, server)
+            assert "did not answer" in faults(hosts_apart, server_id)[-1], hit
+        else:
+            assert run.state == "SUCCESS" and server["status"] == status_after, (hit, run.state)
+        assert guests(hosts_apart, "compute-1") == {
+            server_id: GUEST_STATE[server["status"]]}, hit
+        if server["status"] != status_before:
+            assert _act(api, server_id, UNDO[operation]).status_code == 202
+            assert _settled(api, server_id)["status"] == status_before
+    assert hit == points
+    # Once the points are used up, the operation goes through.
     assert _act(api, server_id, body).status_code in (202, 204)
-    assert dying.wait(60) == 137, "the compute worker did not die where it was told to"
-    hosts_apart.compute("compute-1")  # back at once: it can undo what it did
-
-    server = _settled(api, server_id, timeout=90)
-    run = run_of(hosts_apart, server_id, operation)
-    assert run.state == "REVERTED", run.state
     if operation == "delete":
-        assert server["status"] == "ERROR" and "Delete failed" in server["fault"]["message"]
-        assert api.delete(f"/v2.1/servers/{server_id}").status_code == 204
         api.wait_gone(server_id)
         assert guests(hosts_apart, "compute-1") == {}
-        return
-    status = STATUS_BEFORE.get(operation, "ACTIVE")
-    assert server["status"] == status, server
-    assert "did not answer" in faults(hosts_apart, server_id)[-1]
-    assert guests(hosts_apart, "compute-1") == {server_id: GUEST_STATE[status]}
-    if operation == "snapshot":
-        with hosts_apart.db.read() as session:
-            assert [i.status for i in session.scalars(
-                select(Image).where(Image.name == "phoenix-snap"))] in ([], ["deleted"])
+    else:
+        assert run_of(hosts_apart, server_id, operation).state == "SUCCESS"
+        server = _settled(api, server_id)
+        assert guests(hosts_apart, "compute-1") == {server_id: GUEST_STATE[server["status"]]}
+    with hosts_apart.db.read() as session:
+        claims = [a.host for a in session.scalars(select(Allocation).where(
+            Allocation.instance_uuid == server_id))]
+        if operation == "snapshot":  # only the scout's snapshot and the last one stand
+            assert sorted(i.name for i in session.scalars(select(Image).where(
+                Image.status == "active", Image.name.like("%-snap")))) == ["phoenix-snap",
+                                                                          "scout-snap"]
+    assert claims == ([] if operation == "delete" else ["compute-1"])
