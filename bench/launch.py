@@ -74,7 +74,8 @@ def free_port() -> int:
 
 def bench_env(args: argparse.Namespace) -> dict[str, str]:
     """The started services' environment: this one, quieter, quotas lifted."""
-    env = {**os.environ, "VMFLOW_LOG_LEVEL": "WARNING"}
+    # The benchmark measures the compute path, not authentication: no-auth mode.
+    env = {**os.environ, "VMFLOW_LOG_LEVEL": "WARNING", "VMFLOW_AUTH_STRATEGY": "noauth"}
     if not args.keep_quotas:  # like Rally's "quotas" context: -1 means unlimited
         env.update(VMFLOW_QUOTA_INSTANCES="-1", VMFLOW_QUOTA_CORES="-1", VMFLOW_QUOTA_RAM="-1")
     return env

@@ -21,7 +21,9 @@ failure no other host can fix) everything reverts and
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -43,9 +45,16 @@ from flows.base import (
 from scheduler.request_spec import RequestSpec, ServerGroupInfo
 from vmflow import exception
 from vmflow.db import aggregates as aggregates_db
-from vmflow.db import catalog, claims
+from vmflow.db import catalog, claims, quotas
 from vmflow.db import instances as instances_db
-from vmflow.db.models import Instance, ServerGroup, ServerGroupMember, utcnow
+from vmflow.db.models import (
+    Instance,
+    InstanceTag,
+    Notification,
+    ServerGroup,
+    ServerGroupMember,
+    utcnow,
+)
 from vmflow.states import power_state, task_states, vm_states
 
 LOG = logging.getLogger(__name__)
@@ -71,30 +80,20 @@ class ValidateRequest(VmTask):
             return catalog.flavor_dict(flavor), catalog.image_dict(image)
 
 
-def _quota_problem(cfg, usage: dict[str, int], flavor: dict[str, Any], extra: int = 1
-                   ) -> exception.QuotaExceeded | None:
-    asks = {"instances": (extra, cfg.quota_instances),
-            "cores": (extra * flavor["vcpus"], cfg.quota_cores),
-            "ram": (extra * flavor["memory_mb"], cfg.quota_ram)}
-    for resource, (asked, limit) in asks.items():
-        if limit >= 0 and usage[resource] + asked > limit:
-            return exception.QuotaExceeded(resource=resource, requested=asked,
-                                           used=usage[resource], limit=limit)
-    return None
-
-
 class CheckQuota(VmTask):
-    """Refuse the request if it would take the project over its quota.
+    """Refuse the request if it would take the project over its quota (instances,
+    cores, RAM, the server group's members) or has too many metadata items.
 
     Revert: nothing to undo (reads only).
     """
 
     def execute(self, request: dict[str, Any], flavor: dict[str, Any]) -> None:
+        cfg, project = self.svc.config, request["project_id"]
         with self.svc.db.read() as session:
-            usage = instances_db.count_usage(session, request["project_id"])
-        problem = _quota_problem(self.svc.config, usage, flavor)
-        if problem:
-            raise problem
+            quotas.check_metadata(session, cfg, project, request.get("metadata"))
+            quotas.check_instances(session, cfg, project, flavor)
+            if request.get("group"):
+                quotas.check_group_members(session, cfg, project, request["group"])
 
 
 class CreateInstanceRecord(VmTask):
@@ -120,19 +119,38 @@ class CreateInstanceRecord(VmTask):
                 task_state=task_states.SCHEDULING, power_state=power_state.NOSTATE,
                 availability_zone=request.get("availability_zone"),
                 metadata_=request.get("metadata") or {}, tried_hosts=[],
+                key_name=request.get("key_name"), key_data=request.get("key_data"),
+                # No metadata service: a key reaches the guest on a config drive.
+                config_drive=bool(request.get("config_drive") or request.get("key_data")
+                                  or self.svc.config.force_config_drive),
+                description=request.get("description"), user_data=request.get("user_data"),
+                access_ip_v4=request.get("access_ip_v4"),
+                access_ip_v6=request.get("access_ip_v6"),
             ))
+            session.add_all(InstanceTag(instance_uuid=instance_uuid, tag=t)
+                            for t in request.get("tags") or ())
             if request.get("group"):
                 session.add(ServerGroupMember(group_uuid=request["group"],
                                               instance_uuid=instance_uuid))
             session.flush()
             note = notify(self.svc, session, session.get(Instance, instance_uuid), "create",
                           "start")
+        problem = None
         with self.svc.db.write() as session:
-            usage = instances_db.count_usage(session, request["project_id"])
-            problem = _quota_problem(self.svc.config, usage, flavor, extra=0)
-            if problem:
+            cfg, project = self.svc.config, request["project_id"]
+            try:
+                quotas.check_instances(session, cfg, project, flavor, recheck=True)
+                if request.get("group"):
+                    quotas.check_group_members(session, cfg, project, request["group"],
+                                               recheck=True)
+            except exception.QuotaExceeded as err:
+                problem = err  # lost the race for the last of the quota: leave no trace
                 session.execute(delete(ServerGroupMember).where(
                     ServerGroupMember.instance_uuid == instance_uuid))
+                session.execute(delete(InstanceTag).where(
+                    InstanceTag.instance_uuid == instance_uuid))
+                session.execute(delete(Notification).where(
+                    Notification.instance_uuid == instance_uuid))
                 session.delete(session.get(Instance, instance_uuid))
         if problem:
             raise problem
@@ -205,19 +223,29 @@ def request_spec(session, instance_uuid: str, request: dict[str, Any], flavor: d
     group = None
     if request.get("group"):
         row = aggregates_db.get_group(session, request["group"], None)
+        counts = _members_per_host(session, row.uuid, instance_uuid)
+        most = _max_per_host(row)
+        hosts = (frozenset(h for h, n in counts.items() if n >= most)
+                 if row.policy == "anti-affinity" else frozenset(counts))
         group = ServerGroupInfo(uuid=row.uuid, name=row.name, policy=row.policy,
-                                hosts=_member_hosts(session, row.uuid, instance_uuid))
+                                hosts=hosts, max_per_host=most)
     return RequestSpec(instance_uuid=instance_uuid, project_id=instance.project_id,
                        flavor=flavor, image=image,
                        availability_zone=request.get("availability_zone"),
-                       tried_hosts=frozenset(instance.tried_hosts or []), group=group)
+                       tried_hosts=frozenset(instance.tried_hosts or []), group=group,
+                       requested_host=request.get("host"))
 
 
-def _member_hosts(session, group_uuid: str, instance_uuid: str) -> frozenset[str]:
-    """Hosts of the group's other live members."""
+def _members_per_host(session, group_uuid: str, instance_uuid: str) -> Counter[str]:
+    """How many of the group's other live members each host holds."""
     members = [m for m in aggregates_db.group_members(session, group_uuid) if m != instance_uuid]
-    return frozenset(session.scalars(select(Instance.host).where(
+    return Counter(session.scalars(select(Instance.host).where(
         Instance.uuid.in_(members), Instance.deleted.is_(False), Instance.host.is_not(None))))
+
+
+def _max_per_host(group: ServerGroup) -> int:
+    """Members an anti-affinity group allows on one host (its 2.64 rule; default 1)."""
+    return int((group.rules or {}).get("max_server_per_host", 1))
 
 
 def _group_allows(session, request: dict[str, Any], instance_uuid: str, host: str) -> bool:
@@ -233,10 +261,13 @@ def _group_allows(session, request: dict[str, Any], instance_uuid: str, host: st
                            .with_for_update())
     if group is None:
         return True
-    hosts = _member_hosts(session, group.uuid, instance_uuid)
+    counts = _members_per_host(session, group.uuid, instance_uuid)
+    hosts = set(counts)
     if group.policy == "anti-affinity":
-        return host not in hosts
-    return not hosts or host in hosts
+        return counts[host] < _max_per_host(group)
+    if group.policy == "affinity":
+        return not hosts or host in hosts
+    return True  # soft-affinity, soft-anti-affinity: preferences, weighed by the scheduler
 
 
 class ClaimResources(VmTask):
@@ -367,11 +398,35 @@ class DefineDomain(HostTask):
                     expected_task_state=[task_states.BLOCK_DEVICE_MAPPING,
                                          task_states.SPAWNING]):
                 raise exception.InstanceGone(instance_id=instance_uuid)
+            drive = config_drive_metadata(session.get(Instance, instance_uuid))
         self.call(host, "define", instance={"uuid": instance_uuid, "name": request["name"],
-                                            "flavor": flavor})
+                                            "flavor": flavor, "config_drive": drive})
 
     def revert(self, result: Any, instance_uuid: str, host: str, **_kw: Any) -> None:
         self.undo(host, "undefine", instance_uuid)
+
+
+def hostname(name: str) -> str:
+    """A hostname made of a display name, as Nova makes one: lower case, spaces and
+    underscores become hyphens, other characters go, at most 63 characters."""
+    text = re.sub(r"[^a-z0-9.-]", "", re.sub(r"[ _]", "-", name.lower()))
+    return text.strip(".-")[:63].strip(".-") or "server"
+
+
+def config_drive_metadata(instance: Instance) -> dict[str, Any] | None:
+    """What the guest's config drive says (``openstack/latest/meta_data.json``,
+    the keys cloud-init reads), or None when the instance gets none."""
+    if not instance.config_drive:
+        return None
+    keys = {instance.key_name: instance.key_data} if instance.key_data else {}
+    return {
+        "uuid": instance.uuid, "name": instance.name,
+        "hostname": hostname(instance.name),
+        "availability_zone": instance.availability_zone, "project_id": instance.project_id,
+        "launch_index": 0, "meta": dict(instance.metadata_ or {}), "devices": [],
+        "public_keys": keys,
+        "keys": [{"name": name, "type": "ssh", "data": data} for name, data in keys.items()],
+    }
 
 
 class PowerOn(HostTask):

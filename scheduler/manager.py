@@ -267,11 +267,22 @@ class Scheduler:
             ranked.insert(0, ranked.pop(pick))
         return ranked
 
+    @staticmethod
+    def _requested(hosts: list[HostState], wanted: str, decision: Decision
+                   ) -> list[HostState]:
+        """Only the host an admin asked for (2.74), recorded as a step."""
+        kept = [h for h in hosts if h.host == wanted]
+        out = {h.host: f"not the requested host {wanted}" for h in hosts if h.host != wanted}
+        decision.steps.append(FilterStep("RequestedDestination", len(hosts), len(out), out))
+        return kept
+
     def select(self, spec: RequestSpec) -> tuple[list[str], Decision]:
         """Hosts for ``spec``, best first, and the decision; NoValidHost if none."""
         hosts = self.cache.snapshot()
         driver = self.config.scheduler_driver
         decision = Decision(driver=driver, hosts=len(hosts))
+        if spec.requested_host is not None:
+            hosts = self._requested(hosts, spec.requested_host, decision)
         if driver == "chance":
             survivors = list(hosts)
             for flt in self._chance_filters:

@@ -15,8 +15,11 @@ class ServerGroupInfo:
 
     uuid: str
     name: str
-    policy: str  # "affinity" or "anti-affinity"
-    hosts: frozenset[str]  # hosts that members of the group (other than this one) are on
+    policy: str  # "affinity", "anti-affinity", "soft-affinity" or "soft-anti-affinity"
+    # Hosts that members of the group (other than this one) are on; for
+    # anti-affinity, the hosts that already hold ``max_per_host`` of them.
+    hosts: frozenset[str]
+    max_per_host: int = 1  # anti-affinity's max_server_per_host rule (2.64)
 
 
 @dataclasses.dataclass
@@ -31,6 +34,8 @@ class RequestSpec:
     availability_zone: str | None = None
     tried_hosts: frozenset[str] = frozenset()
     group: ServerGroupInfo | None = None
+    # The one host an admin asked for (compute API 2.74); the filters still apply.
+    requested_host: str | None = None
 
     # Derived once per request: filters ask for them once per host.
     @functools.cached_property

@@ -24,8 +24,9 @@ else
 fi
 
 # -- system packages --------------------------------------------------------------------
-# Build deps for libvirt-python / psycopg, qemu-img, and the services the tests use.
-APT_PACKAGES=(libvirt-dev pkg-config gcc python3-dev python3-venv qemu-utils
+# Build deps for libvirt-python / psycopg, qemu-img, genisoimage (guests' config
+# drives), and the services the tests use.
+APT_PACKAGES=(libvirt-dev pkg-config gcc python3-dev python3-venv qemu-utils genisoimage
               redis-server postgresql)
 # libvirt-daemon only for libvirt's driver libraries; without --no-install-recommends it
 # drags in qemu-system and ~170 other packages the test driver does not need.

@@ -19,12 +19,13 @@ class Disk(NamedTuple):
 def domain_xml(*, virt_type: str, instance: dict[str, Any], disk_path: str | None = None,
                disk_format: str = "raw", disks: Sequence[Disk] | None = None,
                console_log: str | None = None, emulator: str | None = None,
-               arch: str = "x86_64") -> str:
+               arch: str = "x86_64", config_drive: str | None = None) -> str:
     """Build the XML for ``instance`` (uuid, name, flavor) on a ``virt_type`` host.
 
     ``virt_type`` is the libvirt domain type: ``test`` for the test driver,
     ``kvm`` or ``qemu`` for real guests.  The guest's disks are ``disks``, in
     boot order, or else the single disk ``disk_path`` (``disk_format``) as vda.
+    ``config_drive``: an ISO image attached as a read-only CD-ROM (sda, SATA).
     """
     if disks is None:
         if disk_path is None:
@@ -52,6 +53,15 @@ def domain_xml(*, virt_type: str, instance: dict[str, Any], disk_path: str | Non
         parts.append(f"    <emulator>{escape(emulator)}</emulator>")
     for disk in disks:
         parts += _disk_xml(disk)
+    if config_drive:
+        parts += [
+            "    <disk type='file' device='cdrom'>",
+            "      <driver name='qemu' type='raw'/>",
+            f"      <source file={quoteattr(config_drive)}/>",
+            "      <target dev='sda' bus='sata'/>",
+            "      <readonly/>",
+            "    </disk>",
+        ]
     if console_log:
         parts += [
             "    <serial type='file'>",

@@ -35,7 +35,9 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def define(self, instance: dict[str, Any]) -> None:
         """Define the guest (domain XML from the instance and flavor) unless a
-        guest with this uuid is already defined."""
+        guest with this uuid is already defined.  ``instance["config_drive"]``,
+        when present, is the metadata of the guest's config drive (real
+        hypervisors attach one; simulated guests never read disks)."""
 
     @abc.abstractmethod
     def undefine(self, instance_uuid: str) -> bool:

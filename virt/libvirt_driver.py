@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import string
@@ -31,7 +32,7 @@ from typing import Any
 
 import libvirt
 
-from virt import domain_xml
+from virt import configdrive, domain_xml
 from virt.driver import ComputeDriver
 from virt.guest import Guest
 from vmflow.states import power_state
@@ -240,6 +241,9 @@ class LibvirtDriver(ComputeDriver):
 
     def define(self, instance: dict[str, Any]) -> None:
         if self._guest(instance["uuid"]) is None:
+            if instance.get("config_drive") is not None and not self.is_test:
+                configdrive.build(self._disk(instance["uuid"], configdrive.FILE_NAME),
+                                  instance["config_drive"])
             self._define(instance, [ROOT_DISK])
 
     def define_rescue(self, instance: dict[str, Any]) -> None:
@@ -256,9 +260,13 @@ class LibvirtDriver(ComputeDriver):
         inst_dir = self._instance_dir(instance["uuid"])
         disks = [domain_xml.Disk(str(inst_dir / name), self.disk_format, "vd" + letter)
                  for name, letter in zip(disk_names, string.ascii_lowercase, strict=False)]
+        # The config drive made at launch stays attached whenever the guest is
+        # redefined (rescue, unrescue), whoever redefines it.
+        drive = inst_dir / configdrive.FILE_NAME
         xml = domain_xml.domain_xml(
             virt_type=self.virt_type, instance=instance, disks=disks,
             console_log=None if self.is_test else str(inst_dir / "console.log"),
+            config_drive=str(drive) if drive.exists() else None,
         )
         self._conn.defineXML(xml)
 
@@ -312,8 +320,13 @@ class LibvirtDriver(ComputeDriver):
         target = _image_file(image_dir, image_id)
         if not target.exists():
             self._convert_to_qcow2(instance_uuid, target)
+        with open(target, "rb") as fh:
+            sha512 = hashlib.file_digest(fh, "sha512").hexdigest()
+        info = subprocess.run(["qemu-img", "info", "--output=json", str(target)],
+                              capture_output=True, text=True, check=True)
         return {"location": str(target), "size": target.stat().st_size,
-                "checksum": _md5(target), "disk_format": "qcow2"}
+                "checksum": _md5(target), "os_hash_value": sha512, "disk_format": "qcow2",
+                "virtual_size": json.loads(info.stdout)["virtual-size"]}
 
     def _convert_to_qcow2(self, instance_uuid: str, target: Path) -> None:
         """Write the root disk, flattened, as a qcow2 file at ``target`` (via ``.part``)."""

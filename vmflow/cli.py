@@ -85,6 +85,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     cloud = Cloud(cfg)
     cloud.start()
     app = create_app(cfg, db=cloud.db, celery_app=cloud.app)
+    from vmflow.identity import bootstrap
+
+    accounts = bootstrap.on_start(cloud.db, cfg)
 
     def announce() -> None:
         print(f"vmflow is up: compute API at http://{cfg.api_host}:{cfg.api_port}/v2.1 "
@@ -92,6 +95,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  dashboard: http://{cfg.api_host}:{cfg.api_port}/dashboard/", flush=True)
         print("  try: vmflow server create demo --flavor m1.tiny --image blank-qcow2 --wait",
               flush=True)
+        print(accounts, end="", flush=True)
 
     try:
         _serve(cfg, app, announce)
@@ -210,6 +214,16 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_list(args: argparse.Namespace) -> int:
+    """Print the effective policy: every rule's default, or the configuration's."""
+    from vmflow import policy
+
+    cfg = _load_config(args)
+    policy.register_all()
+    print(policy.toml_listing(policy.Enforcer(cfg.policy)), end="")
+    return 0
+
+
 # -- API client -----------------------------------------------------------------------
 
 class ApiError(Exception):
@@ -218,11 +232,34 @@ class ApiError(Exception):
 
 class Client:
     def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/") + "/v2.1"
+        self.root = url.rstrip("/")
+        self.url = self.root + "/v2.1"
         self.http = requests.Session()
+        # The newest compute microversion: lock reasons, createImage's image_id, event details.
+        from webapp.api.microversion import HEADER, MAX_VERSION
 
-    def request(self, method: str, path: str, body: dict | None = None) -> Any:
-        response = self.http.request(method, self.url + path, json=body, timeout=30)
+        self.http.headers[HEADER] = f"compute {MAX_VERSION}"
+
+    def _authenticate(self) -> bool:
+        """Get a token (OS_* environment, else the data directory's admin-openrc)."""
+        from vmflow.identity import client as identity_client
+
+        creds = identity_client.credentials()
+        if creds is None or "X-Auth-Token" in self.http.headers:
+            return False
+        try:
+            self.http.headers["X-Auth-Token"] = identity_client.token(self.root, creds)
+        except requests.HTTPError as err:
+            raise ApiError(f"authentication as {creds['OS_USERNAME']} failed "
+                           f"(HTTP {err.response.status_code})") from None
+        return True
+
+    def request(self, method: str, path: str, body: dict | None = None, *,
+                base: str | None = None) -> Any:
+        url = (base or self.url) + path
+        response = self.http.request(method, url, json=body, timeout=30)
+        if response.status_code == 401 and self._authenticate():
+            response = self.http.request(method, url, json=body, timeout=30)
         if response.status_code >= 400:
             try:
                 payload = response.json()
@@ -235,7 +272,8 @@ class Client:
         return response.json() if response.content else None
 
     def resolve_image(self, ref: str) -> str:
-        images = self.request("GET", f"/images?name={requests.utils.quote(ref)}")["images"]
+        images = self.request("GET", f"/v2/images?name={requests.utils.quote(ref)}",
+                              base=self.root + "/image")["images"]
         return images[0]["id"] if images else ref
 
 
@@ -282,7 +320,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     try:
         if args.action == "create":
             body = {"server": {"name": args.name, "flavorRef": args.flavor,
-                               "imageRef": client.resolve_image(args.image)}}
+                               "imageRef": client.resolve_image(args.image),
+                               "networks": "none"}}  # no networking yet
             server = client.request("POST", "/servers", body)["server"]
             print(f"accepted {server['id']}", flush=True)
             if args.wait:
@@ -416,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
     _service_args(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
 
+    pol = sub.add_parser("policy", help="authorization rules")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
+    pol_list = pol_sub.add_parser("list", help="print every rule with its effective check "
+                                               "string (defaults merged with [policy])")
+    pol_list.add_argument("--config", help="TOML configuration file (also VMFLOW_CONFIG)")
+    pol_list.set_defaults(func=cmd_policy_list)
+
+    from vmflow.identity import commands as identity_commands
+
+    identity_commands.add_parser(sub, _service_args, _load_config)
+
     server = sub.add_parser("server", help="manage servers through the API")
     server.add_argument("--url", default=os.environ.get("VMFLOW_URL", DEFAULT_URL))
     s_sub = server.add_subparsers(dest="action", required=True)
@@ -456,8 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vmflow.policy import PolicyError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except PolicyError as err:  # a malformed [policy] entry: say which, do not start
+        print(f"vmflow: invalid configuration: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from flows import delete as delete_flow
 from flows import engine as flow_engine
 from flows import launch as launch_flow
 from flows.base import Services
-from vmflow import exception
+from vmflow import exception, policy
 from vmflow.config import Config
 from vmflow.context import RequestContext
 from vmflow.db import instances as instances_db
@@ -37,6 +37,28 @@ from workers.rpc import ComputeClient
 
 LOG = logging.getLogger(__name__)
 
+# The policy rule each operation on an existing instance needs (Nova's names).
+RULES: dict[str, str] = {
+    "stop": "os_compute_api:servers:stop",
+    "start": "os_compute_api:servers:start",
+    "reboot": "os_compute_api:servers:reboot",
+    "reboot_hard": "os_compute_api:servers:reboot",
+    "pause": "os_compute_api:os-pause-server:pause",
+    "unpause": "os_compute_api:os-pause-server:unpause",
+    "suspend": "os_compute_api:os-suspend-server:suspend",
+    "resume": "os_compute_api:os-suspend-server:resume",
+    "snapshot": "os_compute_api:servers:create_image",
+    "rebuild": "os_compute_api:servers:rebuild",
+    "rescue": "os_compute_api:os-rescue",
+    "unrescue": "os_compute_api:os-unrescue",
+    "lock": "os_compute_api:os-lock-server:lock",
+    "unlock": "os_compute_api:os-lock-server:unlock",
+    "delete": "os_compute_api:servers:delete",
+    "console_output": "os_compute_api:os-console-output",
+    "diagnostics": "os_compute_api:os-server-diagnostics",
+}
+UNLOCK_OVERRIDE = "os_compute_api:os-lock-server:unlock:unlock_override"
+
 # vm_states in which an instance has no guest to ask anything.
 _NO_GUEST = frozenset({vm_states.BUILDING, vm_states.SHELVED_OFFLOADED, vm_states.DELETED})
 
@@ -47,6 +69,7 @@ class ComputeAPI:
         self.db = db
         self.app = app
         self.store = FlowStore(db)
+        self.policy = policy.Enforcer(cfg.policy)
         self.compute = ComputeClient(app, cfg)
         self.services = Services(config=cfg, db=db,
                                  notifier=Notifier(cfg, app, binary="vmflow-api"))
@@ -61,13 +84,25 @@ class ComputeAPI:
 
     def create(self, ctx: RequestContext, *, name: str, flavor_ref: str, image_ref: str,
                availability_zone: str | None = None,
-               metadata: dict[str, str] | None = None, group: str | None = None) -> str:
-        """Admit a launch (validate, quota, record) and start it; returns the uuid."""
+               metadata: dict[str, str] | None = None, group: str | None = None,
+               description: str | None = None, tags: list[str] | None = None,
+               key_name: str | None = None, key_data: str | None = None,
+               config_drive: bool = False, user_data: str | None = None,
+               host: str | None = None, access_ip_v4: str | None = None,
+               access_ip_v6: str | None = None) -> str:
+        """Admit a launch (validate, quota, record) and start it; returns the uuid.
+
+        ``key_name``/``key_data``: the caller's key pair (checked by the API) and
+        its public key, copied onto the instance.
+        """
         instance_uuid = str(uuid.uuid4())
         request = {"name": name, "flavor_ref": str(flavor_ref), "image_ref": image_ref,
                    "project_id": ctx.project_id, "user_id": ctx.user_id,
                    "availability_zone": availability_zone, "metadata": metadata or {},
-                   "group": group}
+                   "group": group, "description": description, "tags": tags or [],
+                   "key_name": key_name, "key_data": key_data, "config_drive": config_drive,
+                   "user_data": user_data, "host": host,
+                   "access_ip_v4": access_ip_v4, "access_ip_v6": access_ip_v6}
         params = {"max_attempts": self.cfg.max_attempts,
                   "poll_attempts": self.cfg.spawn_poll_attempts}
         detail = self.store.create_run(name="launch", operation="launch",
@@ -105,7 +140,9 @@ class ComputeAPI:
         """Start operation ``name`` on an existing instance, or refuse it.
 
         Refusals come before anything is recorded: 404 for an instance the
-        caller may not see, 409 if it is locked (for a non-admin) or its state
+        caller may not see, 403 if policy refuses the operation (rule
+        ``RULES[name]``, for the instance's project), 409 if it is locked (for
+        a non-admin) or its state
         does not allow the operation, or if another operation holds it (the
         task_state compare-and-swap lost).  ``prepare`` runs in the same
         transaction as that compare-and-swap (the snapshot's image record) and
@@ -116,7 +153,10 @@ class ComputeAPI:
         action = ACTIONS[name]
         with self.db.write() as session:
             instance = self._owned(session, ctx, instance_uuid)
-            if name not in ("lock", "unlock"):
+            self._authorize(ctx, RULES[name], instance)
+            if name == "unlock":
+                self._check_unlock_override(ctx, instance)
+            elif name != "lock":
                 self._check_unlocked(ctx, instance)
             self._check_state(instance, action)
             if action.task_state is not None and not instances_db.update_if(
@@ -156,10 +196,21 @@ class ComputeAPI:
         return instances_db.get(session, instance_uuid,
                                 project_id=None if ctx.is_admin else ctx.project_id)
 
-    @staticmethod
-    def _check_unlocked(ctx: RequestContext, instance: Instance) -> None:
-        if instance.locked and not ctx.is_admin:
+    def _authorize(self, ctx: RequestContext, rule: str, instance: Instance) -> None:
+        self.policy.authorize(ctx, rule, {"project_id": instance.project_id,
+                                          "user_id": instance.user_id})
+
+    def _check_unlocked(self, ctx: RequestContext, instance: Instance) -> None:
+        """A locked instance refuses its owner's operations (409), not an admin's."""
+        if instance.locked and not self.policy.check(ctx, "context_is_admin"):
             raise exception.InstanceLocked(instance_id=instance.uuid)
+
+    def _check_unlock_override(self, ctx: RequestContext, instance: Instance) -> None:
+        """Undoing the other party's lock (an owner an admin's, or an admin an
+        owner's) needs the override rule, as in Nova."""
+        caller = "owner" if ctx.project_id == instance.project_id else "admin"
+        if instance.locked and instance.locked_by not in (None, caller):
+            self._authorize(ctx, UNLOCK_OVERRIDE, instance)
 
     @staticmethod
     def _check_state(instance: Instance, action: Action) -> None:
@@ -174,16 +225,18 @@ class ComputeAPI:
                        length: int | None = None) -> str:
         """The guest's console log, from its host."""
         return self._ask_host(ctx, instance_uuid, "os-getConsoleOutput", "console_output",
-                              length=length)
+                              rule=RULES["console_output"], length=length)
 
     def diagnostics(self, ctx: RequestContext, instance_uuid: str) -> dict[str, Any]:
         """The hypervisor's figures for the guest, from its host."""
-        return self._ask_host(ctx, instance_uuid, "diagnostics", "diagnostics")
+        return self._ask_host(ctx, instance_uuid, "diagnostics", "diagnostics",
+                              rule=RULES["diagnostics"])
 
-    def _ask_host(self, ctx: RequestContext, instance_uuid: str, action: str, step: str,
-                  **kwargs: Any) -> Any:
+    def _ask_host(self, ctx: RequestContext, instance_uuid: str, action: str, step: str, *,
+                  rule: str, **kwargs: Any) -> Any:
         with self.db.read() as session:
             instance = self._owned(session, ctx, instance_uuid)
+            self._authorize(ctx, rule, instance)
             if not instance.host or instance.vm_state in _NO_GUEST:
                 raise exception.InstanceInvalidState(
                     action=action, instance_id=instance_uuid, vm_state=instance.vm_state,
@@ -199,6 +252,7 @@ class ComputeAPI:
         """Mark the instance deleting (from any state) and start the delete flow."""
         with self.db.write() as session:
             instance = self._owned(session, ctx, instance_uuid)
+            self._authorize(ctx, RULES["delete"], instance)
             self._check_unlocked(ctx, instance)
             if instance.task_state == task_states.DELETING:
                 return  # a delete is already under way

@@ -68,10 +68,18 @@ class Config:
     # Public base URL used in links; derived from api_host/api_port when empty.
     public_url: str = ""
     max_body_bytes: int = 256 * 1024
-    # Authentication: only "noauth" exists until the identity issue lands.
-    auth_strategy: str = "noauth"
+    # The image API's uploads (PUT /image/v2/images/{id}/file) are streamed to
+    # disk; max_body_bytes does not apply to them, this does.
+    max_image_upload_bytes: int = 10 * 1024**3
+    # Authentication: "keystone" (every compute and image request needs a valid
+    # X-Auth-Token from the built-in identity service at /identity/v3) or "noauth"
+    # (the caller is whoever the X-Auth-Project-Id / X-Auth-User / X-Roles
+    # headers say: for tests and benchmarks only, never for a shared cloud).
+    auth_strategy: str = "keystone"
     noauth_project_id: str = "demo"
     noauth_user_id: str = "demo"
+    # Seconds a token stays valid after it was issued (Keystone's default).
+    token_expiration: int = 3600
     # Where a simulated host's hypervisor lives: "in-process" (libvirt's test
     # driver inside the compute process: its guests die with it) or "daemon"
     # (a libvirtd of its own that outlives the compute process, as on a real
@@ -92,6 +100,9 @@ class Config:
     ram_weight_multiplier: float = 1.0
     cpu_weight_multiplier: float = 1.0
     disk_weight_multiplier: float = 1.0
+    # Soft server-group policies (scheduler/weights/affinity.py), as in Nova.
+    soft_affinity_weight_multiplier: float = 1.0
+    soft_anti_affinity_weight_multiplier: float = 1.0
     host_subset_size: int = 1
     default_availability_zone: str = "nova"
     internal_service_availability_zone: str = "internal"
@@ -124,10 +135,22 @@ class Config:
     # only reported when False (the guests of instances that now live on
     # another host are always destroyed).
     destroy_unknown_guests: bool = True
-    # Quotas (defaults of Nova; per-project overrides arrive with the identity issue).
+    # Quotas: every project's default hard limits (Nova's defaults; -1 is
+    # unlimited).  An admin overrides them per project (os-quota-sets).
     quota_instances: int = 10
     quota_cores: int = 20
     quota_ram: int = 51200
+    quota_key_pairs: int = 100  # per user
+    quota_server_groups: int = 10
+    quota_server_group_members: int = 10  # per server group
+    quota_metadata_items: int = 128  # per server (or image)
+    quota_injected_files: int = 5
+    quota_injected_file_content_bytes: int = 10240
+    quota_injected_file_path_bytes: int = 255
+    # A guest gets a config drive (ISO 9660 labelled config-2: its metadata and
+    # SSH key, virt/configdrive.py) when it asks for one or has a key pair (there
+    # is no metadata service); True gives every guest one (Nova's option).
+    force_config_drive: bool = False
     # Logging.
     log_level: str = "INFO"
     log_dir: str = ""
@@ -142,9 +165,17 @@ class Config:
     # Lifecycle operations: how long a guest gets to shut down (ACPI) before it is
     # powered off (stop, soft reboot), as Nova's shutdown_timeout.
     shutdown_timeout: float = 60.0
+    # Authorization: rule name -> check string, replacing the defaults (see
+    # vmflow/policy.py and `vmflow policy list`), e.g.
+    # [policy]
+    # "os_compute_api:servers:create" = "rule:admin_api"
+    policy: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.auth_strategy not in ("keystone", "noauth"):
+            raise ValueError(f"auth_strategy is {self.auth_strategy!r}: it must be "
+                             f"'keystone' or 'noauth'")
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'vmflow.db'}"
 
@@ -180,6 +211,8 @@ def _coerce(field: dataclasses.Field, raw: str) -> Any:
         return int(raw)
     if kind.startswith("float"):
         return float(raw)
+    if kind.startswith("bool"):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     if kind.startswith("Path"):
         return Path(raw)
     if kind.startswith("str"):
@@ -199,7 +232,7 @@ def load(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for name, field in fields.items():
         raw = os.environ.get(_ENV_PREFIX + name.upper())
-        if raw is not None and name not in ("hosts", "inject_failures"):
+        if raw is not None and name not in ("hosts", "inject_failures", "policy"):
             values[name] = _coerce(field, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(values) - set(fields)
@@ -209,4 +242,6 @@ def load(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
     cfg = Config(**values)
     if hosts:
         cfg.hosts = [h if isinstance(h, HostConfig) else HostConfig(**h) for h in hosts]
+    from vmflow import policy  # a malformed [policy] entry stops the start, named
+    policy.Enforcer(cfg.policy)
     return cfg

@@ -29,6 +29,14 @@ class Invalid(VmflowError):
     message = "Invalid request."
 
 
+class Unauthorized(VmflowError):
+    """No valid credentials (a missing, wrong, expired or revoked token or password)."""
+
+    code = 401
+    kind = "unauthorized"
+    message = "The request you have made requires authentication."
+
+
 class Forbidden(VmflowError):
     code = 403
     kind = "forbidden"
@@ -73,8 +81,8 @@ class InstanceGone(Conflict):
 class QuotaExceeded(VmflowError):
     code = 403
     kind = "forbidden"
-    message = ("Quota exceeded for {resource}: requested {requested}, but already used "
-               "{used} of {limit} {resource}.")
+    message = ("Quota exceeded for {resource}: Requested {requested}, but already used "
+               "{used} of {limit} {resource}")
 
 
 class NoValidHost(VmflowError):

@@ -26,6 +26,7 @@ import sqlalchemy
 from virt import hostd
 from vmflow import config as config_mod
 from vmflow.cloud import prepare_database
+from vmflow.identity import bootstrap
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/vmflow"
@@ -84,8 +85,13 @@ def run(cfg: config_mod.Config, config_file: str | None) -> int:
     if problem:
         print(f"vmflow up --distributed: {problem}", file=sys.stderr)
         return 1
-    # Schema and seed data once, before the services start (they would race).
-    prepare_database(dataclasses.replace(cfg, database_url=database)).dispose()
+    # Schema, seed data and the first accounts once, before the services start
+    # (they would race).
+    db = prepare_database(dataclasses.replace(cfg, database_url=database))
+    try:
+        accounts = bootstrap.on_start(db, cfg)
+    finally:
+        db.dispose()
     log_dir = cfg.log_dir or str(Path(cfg.data_dir) / "logs")
     env = dict(os.environ, VMFLOW_DATABASE_URL=database, VMFLOW_BROKER_URL=broker,
                VMFLOW_RESULT_BACKEND=backend, VMFLOW_DATA_DIR=str(cfg.data_dir),
@@ -114,6 +120,7 @@ def run(cfg: config_mod.Config, config_file: str | None) -> int:
           f"(dashboard at /dashboard/), "
           f"1 conductor, {len(groups)} compute processes for {len(hosts)} hosts; "
           f"logs in {log_dir}", flush=True)
+    print(accounts, end="", flush=True)
     try:
         while not stopping:
             dead = [p for p in procs if p.poll() is not None]

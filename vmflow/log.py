@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 from vmflow import context
@@ -21,6 +22,40 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = context.get_request_id()
+        return True
+
+
+# A secret's name, then ":" or "=" (with the quotes of a header, a dict or JSON
+# around it), then its value: a token header, a password, anything ending in
+# "token" or "password" in a query string or a body.
+_SECRET = re.compile(
+    r"""((?:x-auth-token|x-subject-token|x-storage-token|password|passwd|token|secret_key)"""
+    r"""["']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s"',;&}]+)""",
+    re.IGNORECASE)
+
+
+def _masked(match: re.Match) -> str:
+    value = match.group(2)
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match.group(1)}{quote}***{quote}"
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the values of tokens and passwords replaced by ``***``."""
+    return _SECRET.sub(_masked, text)
+
+
+class SecretsFilter(logging.Filter):
+    """Mask token and password values in every record before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info or record.exc_text:  # the traceback, however it got formatted
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = mask_secrets(text)
         return True
 
 
@@ -46,6 +81,7 @@ def setup(level: str = "INFO", log_dir: str = "", service: str = "vmflow") -> No
         handler._vmflow = True  # type: ignore[attr-defined]
         handler.setFormatter(formatter())
         handler.addFilter(RequestIdFilter())
+        handler.addFilter(SecretsFilter())
         root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries that are chatty at INFO about their own plumbing.

@@ -12,7 +12,7 @@ from vmflow.db.session import Database
 
 def create_app(config: Config, *, db: Database, celery_app: Celery) -> Flask:
     """Build the Flask application for one vmflow API service."""
-    from webapp import api, dashboard
+    from webapp import api, dashboard, identity, image
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -21,5 +21,7 @@ def create_app(config: Config, *, db: Database, celery_app: Celery) -> Flask:
         "config": config, "db": db, "compute_api": ComputeAPI(config, db, celery_app),
     }
     api.init_app(app)
+    image.init_app(app)  # the image service (Glance v2 subset) at /image
+    identity.init_app(app)  # the identity service (Keystone v3 subset) at /identity
     dashboard.init_app(app)
     return app

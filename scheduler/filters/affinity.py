@@ -38,5 +38,8 @@ class ServerGroupAntiAffinityFilter(BaseHostFilter):
     def rejection(self, host: HostState, spec: RequestSpec) -> str | None:
         group = spec.group
         if group is not None and group.policy == "anti-affinity" and host.host in group.hosts:
+            if group.max_per_host > 1:
+                return (f"server group '{group.name}' (anti-affinity) already has "
+                        f"{group.max_per_host} members here")
             return f"server group '{group.name}' (anti-affinity) already has a member here"
         return None

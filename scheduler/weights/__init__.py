@@ -50,7 +50,9 @@ def normalize(values: list[float]) -> list[float]:
 
 
 def all_weighers() -> dict[str, type[BaseHostWeigher]]:
-    from scheduler.weights import resources
+    from scheduler.weights import affinity, resources
 
-    classes = (resources.RAMWeigher, resources.CPUWeigher, resources.DiskWeigher)
+    classes = (resources.RAMWeigher, resources.CPUWeigher, resources.DiskWeigher,
+               affinity.ServerGroupSoftAffinityWeigher,
+               affinity.ServerGroupSoftAntiAffinityWeigher)
     return {cls.__name__: cls for cls in classes}

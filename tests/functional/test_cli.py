@@ -77,7 +77,8 @@ def test_up_distributed_runs_every_service_as_a_process(postgres_server, redis_u
     database = next(databases)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
     env.update(VMFLOW_DATABASE_URL=database, VMFLOW_BROKER_URL=redis_url,
-               VMFLOW_RESULT_BACKEND=redis_url, VMFLOW_QUEUE_PREFIX=f"up{port}")
+               VMFLOW_RESULT_BACKEND=redis_url, VMFLOW_QUEUE_PREFIX=f"up{port}",
+               VMFLOW_AUTH_STRATEGY="noauth")
     proc = subprocess.Popen([sys.executable, "-m", "vmflow.cli", "up", "--distributed",
                              "--hosts", "2", "--port", str(port), "--data-dir",
                              str(tmp_path / "data")], env=env, stdout=subprocess.PIPE,
@@ -117,7 +118,7 @@ def test_up_distributed_says_what_is_missing(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMFLOW_")}
-    env.update(VMFLOW_BROKER_URL="redis://127.0.0.1:9/0")
+    env.update(VMFLOW_BROKER_URL="redis://127.0.0.1:9/0", VMFLOW_AUTH_STRATEGY="noauth")
     done = subprocess.run([sys.executable, "-m", "vmflow.cli", "up", "--distributed",
                            "--data-dir", str(tmp_path)], env=env, capture_output=True,
                           text=True, timeout=60)

@@ -42,7 +42,8 @@ def test_request_that_fits_one_host_lands_there(cloud_factory):
     (action,) = actions["instanceActions"]
     assert action["action"] == "create" and action["request_id"].startswith("req-")
     detail = api.get(f"/v2.1/servers/{server['id']}/os-instance-actions/"
-                     f"{action['request_id']}").json()["instanceAction"]
+                     f"{action['request_id']}",  # events have details from 2.84
+                     headers={"OpenStack-API-Version": "compute 2.84"}).json()["instanceAction"]
     events = {e["event"]: e for e in detail["events"]}
     assert events["launch.mark-active"]["result"] == "Success"
     decision = events["launch.select-destinations"]["details"]

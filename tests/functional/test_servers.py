@@ -131,7 +131,9 @@ def test_spawn_failure_on_one_host_reschedules(cloud_factory):
     (action,) = api.get(f"/v2.1/servers/{server_id}/os-instance-actions").json()[
         "instanceActions"]
     events = api.get(f"/v2.1/servers/{server_id}/os-instance-actions/"
-                     f"{action['request_id']}").json()["instanceAction"]["events"]
+                     f"{action['request_id']}",  # events have details from 2.84
+                     headers={"OpenStack-API-Version": "compute 2.84"}).json()[
+                         "instanceAction"]["events"]
     errors = [e for e in events if e["result"] == "Error"]
     assert [e["event"] for e in errors] == ["launch.power-on"]
     assert "Compute host compute-1 failed during power_on" in errors[0]["details"]

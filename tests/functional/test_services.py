@@ -61,7 +61,8 @@ def test_a_forced_down_host_is_down_and_gets_nothing(cloud_factory):
     api = running.api
     response = api.http.put(api.base + "/v2.1/os-services/force-down",
                             json={"host": "compute-1", "binary": "vmflow-compute",
-                                  "forced_down": True})
+                                  "forced_down": True},
+                            headers={"OpenStack-API-Version": "compute 2.11"})
     assert response.status_code == 200, response.text
     assert _compute(api, "compute-1")["state"] == "down"
     time.sleep(1.1)
@@ -78,7 +79,8 @@ def test_service_changes_are_for_admins_and_checked(cloud):
     assert put("/v2.1/os-services/disable", {"host": "nope", "binary": "vmflow-compute"}
                ).status_code == 404
     assert put("/v2.1/os-services/disable", dict(body, extra=1)).status_code == 400
-    assert put("/v2.1/os-services/force-down", dict(body, forced_down="yes")).status_code == 400
+    assert put("/v2.1/os-services/force-down", dict(body, forced_down="yes"),
+               headers={"OpenStack-API-Version": "compute 2.11"}).status_code == 400
     assert put("/v2.1/os-services/1", {"status": "sleeping"}).status_code == 400
     assert put("/v2.1/os-services/999", {"status": "disabled"}).status_code == 404
     assert put("/v2.1/os-services/1", {}).status_code == 400

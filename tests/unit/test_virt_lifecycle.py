@@ -191,7 +191,9 @@ def test_snapshot_writes_a_qcow2_copy_of_the_root_disk_once(host, guest, tmp_pat
     path = image_dir / "snap-1"
     data = path.read_bytes()
     assert snap == {"location": str(path), "size": len(data),
-                    "checksum": hashlib.md5(data).hexdigest(), "disk_format": "qcow2"}
+                    "checksum": hashlib.md5(data).hexdigest(),
+                    "os_hash_value": hashlib.sha512(data).hexdigest(), "disk_format": "qcow2",
+                    "virtual_size": 1024**3}
     assert data[:4] == b"QFI\xfb"
     assert snap["size"] < 10 * 1024**2  # the sparse 1 GiB disk was not copied byte for byte
     assert sorted(p.name for p in image_dir.iterdir()) == ["snap-1"]  # no .part left

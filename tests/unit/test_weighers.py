@@ -7,8 +7,12 @@ from typing import Any
 import pytest
 
 from scheduler.host_state import HostState
-from scheduler.request_spec import RequestSpec
+from scheduler.request_spec import RequestSpec, ServerGroupInfo
 from scheduler.weights import BaseHostWeigher, all_weighers, normalize
+from scheduler.weights.affinity import (
+    ServerGroupSoftAffinityWeigher,
+    ServerGroupSoftAntiAffinityWeigher,
+)
 from scheduler.weights.resources import CPUWeigher, DiskWeigher, RAMWeigher
 from vmflow.config import Config
 
@@ -36,9 +40,32 @@ def best(weighers: list[BaseHostWeigher], hosts: list[HostState]) -> str:
     return hosts[totals.index(max(totals))].host
 
 
-def test_all_weighers_are_the_three_resource_weighers():
+def test_all_weighers_are_the_resource_and_soft_group_weighers():
     assert all_weighers() == {"RAMWeigher": RAMWeigher, "CPUWeigher": CPUWeigher,
-                              "DiskWeigher": DiskWeigher}
+                              "DiskWeigher": DiskWeigher,
+                              "ServerGroupSoftAffinityWeigher": ServerGroupSoftAffinityWeigher,
+                              "ServerGroupSoftAntiAffinityWeigher":
+                                  ServerGroupSoftAntiAffinityWeigher}
+
+
+@pytest.mark.parametrize(("policy", "winner"), [
+    ("soft-affinity", "with-member"), ("soft-anti-affinity", "empty")])
+def test_soft_group_policies_prefer_hosts_but_refuse_none(policy, winner):
+    """The member's host has a little less room; the soft preference outweighs it
+    (or, anti, adds to it), and no host scores below zero: none is refused."""
+    group = ServerGroupInfo(uuid="g", name="g", policy=policy, hosts=frozenset({"with-member"}))
+    spec = RequestSpec(instance_uuid="u-2", project_id="p-1", flavor=SPEC.flavor, image={},
+                       group=group)
+    hosts = [host("with-member", memory_mb_used=512), host("empty")]
+    weighers = [cls(Config()) for cls in (ServerGroupSoftAffinityWeigher,
+                                          ServerGroupSoftAntiAffinityWeigher, RAMWeigher)]
+    totals = [0.0, 0.0]
+    for w in weighers:
+        for i, score in enumerate(normalize([w.weigh(h, spec) for h in hosts])):
+            totals[i] += w.multiplier() * score
+    assert hosts[totals.index(max(totals))].host == winner
+    unrelated = weighers[1] if policy == "soft-affinity" else weighers[0]
+    assert [unrelated.weigh(h, spec) for h in hosts] == [0.0, 0.0]
 
 
 @pytest.mark.parametrize(("cls", "fields", "score"), [

@@ -70,6 +70,9 @@ def check_usable(image: Image, *, root_gb: int | None = None,
     if root_gb and image.min_disk > root_gb:
         raise exception.Invalid(f"Flavor's disk is too small for requested image "
                                 f"(needs {image.min_disk} GB).")
+    if root_gb and (image.virtual_size or 0) > root_gb * 1024**3:
+        raise exception.Invalid(f"Flavor's disk is too small for requested image "
+                                f"(its virtual size is {image.virtual_size} bytes).")
     if memory_mb is not None and image.min_ram > memory_mb:
         raise exception.Invalid(f"Flavor's memory is too small for requested image "
                                 f"(needs {image.min_ram} MB).")
@@ -122,7 +125,8 @@ def seed_defaults(session: Session, image_dir: Path) -> None:
         session.add(Image(
             id=image_id, name=DEFAULT_IMAGE_NAME, disk_format="qcow2" if data[:4] == b"QFI\xfb"
             else "raw", size=len(data), checksum=hashlib.md5(data).hexdigest(),
-            location=str(path), properties={"hw_architecture": "x86_64"},
+            os_hash_algo="sha512", os_hash_value=hashlib.sha512(data).hexdigest(),
+            virtual_size=1024**3, location=str(path), properties={"hw_architecture": "x86_64"},
         ))
 
 
@@ -146,10 +150,16 @@ def create_snapshot_image(session: Session, image_id: str, name: str, instance: 
 def activate_image(session: Session, image_id: str, upload: dict[str, Any]) -> None:
     """The image's file is in the store: record it and make the image usable."""
     image = session.get(Image, image_id)
+    if image.status == "deleted":  # deleted through the image API while it was copied
+        Path(upload["location"]).unlink(missing_ok=True)
+        return
     image.location = upload["location"]
     image.size = int(upload["size"])
     image.checksum = upload["checksum"]
     image.disk_format = upload.get("disk_format", image.disk_format)
+    if upload.get("os_hash_value"):
+        image.os_hash_algo, image.os_hash_value = "sha512", upload["os_hash_value"]
+    image.virtual_size = upload.get("virtual_size", image.virtual_size)
     image.status = "active"
 
 

@@ -41,19 +41,6 @@ def list_(session: Session, *, project_id: str | None = None, name: str | None =
     return list(session.scalars(query))
 
 
-def count_usage(session: Session, project_id: str) -> dict[str, int]:
-    """Instances, cores and RAM a project holds (live instances only)."""
-    rows = session.execute(
-        select(Instance.flavor).where(Instance.project_id == project_id,
-                                      Instance.deleted.is_(False))
-    ).scalars().all()
-    return {
-        "instances": len(rows),
-        "cores": sum(int(f.get("vcpus", 0)) for f in rows),
-        "ram": sum(int(f.get("memory_mb", 0)) for f in rows),
-    }
-
-
 def update_if(session: Session, instance_uuid: str, values: dict[str, Any], *,
               expected_task_state: Any = _ANY, expected_vm_state: Any = _ANY) -> bool:
     """Update the instance only if it is in the expected state; True on success.

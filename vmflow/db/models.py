@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -42,6 +43,8 @@ class Flavor(Base):
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     extra_specs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Free text for users (compute API microversion 2.55).
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -52,11 +55,18 @@ class Image(Base):
     name: Mapped[str] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(32), default="active")
     visibility: Mapped[str] = mapped_column(String(32), default="public")
-    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     disk_format: Mapped[str] = mapped_column(String(32), default="qcow2")
     container_format: Mapped[str] = mapped_column(String(32), default="bare")
-    size: Mapped[int] = mapped_column(Integer, default=0)
-    checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Bytes of the file (0 until data is uploaded); 64-bit, images exceed 2 GiB.
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)  # md5
+    os_hash_algo: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    os_hash_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The guest-visible disk size, as qemu-img reads it from the file.
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
     min_disk: Mapped[int] = mapped_column(Integer, default=0)
     min_ram: Mapped[int] = mapped_column(Integer, default=0)
     # Where the image store keeps the bits (a path under the data directory).
@@ -144,6 +154,8 @@ class ServerGroup(Base):
     uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
     policy: Mapped[str] = mapped_column(String(32))
+    # The policy's rules (2.64): {"max_server_per_host": N} for anti-affinity.
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     project_id: Mapped[str] = mapped_column(String(255), index=True)
     user_id: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -200,12 +212,33 @@ class Instance(Base):
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     locked_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # owner/admin
     locked_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The user's free-text description (compute API microversion 2.19) and the
+    # user data given at boot or rebuild (base64, as the API takes it).
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The addresses a user says the server is reached at (accessIPv4/v6; informative).
+    access_ip_v4: Mapped[str | None] = mapped_column(String(39), nullable=True)
+    access_ip_v6: Mapped[str | None] = mapped_column(String(39), nullable=True)
+    # The key pair named at boot (its public key copied: the key pair may go away),
+    # and whether the guest gets a config drive (vmflow/db/keypairs.py, virt/configdrive.py).
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    key_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config_drive: Mapped[bool] = mapped_column(Boolean, default=False)
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InstanceTag(Base):
+    """A server tag (compute API microversion 2.26): a short string, at most 50 per server."""
+
+    __tablename__ = "instance_tags"
+
+    instance_uuid: Mapped[str] = mapped_column(ForeignKey("instances.uuid"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(60), primary_key=True)
 
 
 class InstanceFault(Base):
@@ -301,3 +334,114 @@ class Notification(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class QuotaOverride(Base):
+    """A project's own hard limit for one resource (-1: unlimited); resources
+    without a row take the configured default (vmflow/db/quotas.py)."""
+
+    __tablename__ = "quota_overrides"
+    __table_args__ = (UniqueConstraint("project_id", "resource"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    resource: Mapped[str] = mapped_column(String(64))
+    hard_limit: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class KeyPair(Base):
+    """A user's SSH public key, by name (os-keypairs).  The private key of a
+    generated pair is handed out once and never stored."""
+
+    __tablename__ = "key_pairs"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    # The project the user was working in when the pair was made (for reports).
+    project_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(8), default="ssh")
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# -- identity (vmflow/identity/): a Keystone v3 subset with one domain, "default" --
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    domain_id: Mapped[str] = mapped_column(String(64), default="default")
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), default="default")
+    # vmflow.identity.passwords: "scrypt$<n>$<r>$<p>$<salt>$<hash>"; None: cannot log in.
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    default_project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class ImpliedRole(Base):
+    """Holding ``prior_role_id`` also grants ``implied_role_id`` (admin → member → reader)."""
+
+    __tablename__ = "implied_roles"
+
+    prior_role_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+    implied_role_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
+class RoleAssignment(Base):
+    __tablename__ = "role_assignments"
+
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True,
+        index=True)
+    role_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Token(Base):
+    """An issued token, known only by the SHA-256 of its value."""
+
+    __tablename__ = "tokens"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Safe to show and to log: names the token without being it.
+    audit_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("projects.id", ondelete="CASCADE"), nullable=True)
+    methods: Mapped[list[Any]] = mapped_column(default=list)
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

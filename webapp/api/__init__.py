@@ -12,7 +12,11 @@ from webapp.api import (
     hypervisors,
     images,
     instance_actions,
+    keypairs,
+    limits,
+    microversion,
     middleware,
+    quotas,
     server_actions,
     server_groups,
     servers,
@@ -26,7 +30,10 @@ from webapp.api import (
 def init_app(app: Flask) -> None:
     middleware.init_app(app)
     errors.init_app(app)
+    microversion.init_app(app)
     app.register_blueprint(versions.bp)
     for module in (servers, server_actions, flavors, images, hypervisors, services,
                    aggregates, zones, server_groups, instance_actions, flows, usage):
+        app.register_blueprint(module.bp, url_prefix="/v2.1")
+    for module in (quotas, limits, keypairs):
         app.register_blueprint(module.bp, url_prefix="/v2.1")

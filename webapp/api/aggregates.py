@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import threading
+
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from vmflow import exception
+from vmflow import exception, policy
 from vmflow.db import aggregates as aggregates_db
+from vmflow.db import catalog
 from vmflow.db.models import Aggregate, ComputeNode
-from webapp.api import common, validation
+from webapp.api import common, microversion, validation
 
 bp = Blueprint("aggregates", __name__)
+LOG = logging.getLogger(__name__)
 
 
 def _view(row: Aggregate, hosts: list[str]) -> dict:
     metadata = dict(row.metadata_ or {})
-    return {"id": row.id, "uuid": row.uuid, "name": row.name,
+    body = {"id": row.id, "name": row.name,
             "availability_zone": metadata.get(aggregates_db.ZONE_KEY),
             "hosts": hosts, "metadata": metadata,
             "created_at": common.isotime(row.created_at),
             "updated_at": common.isotime(row.updated_at), "deleted_at": None,
             "deleted": False}
+    if microversion.at_least("2.41"):
+        body["uuid"] = row.uuid
+    return body
 
 
 def _one(session, aggregate_id: str):
@@ -37,7 +46,7 @@ def _zone(body: dict, where: str) -> str | None:
 
 @bp.get("/os-aggregates")
 def index():
-    common.require_admin("os_compute_api:os-aggregates:index")
+    common.authorize("os_compute_api:os-aggregates:index")
     with common.db().read() as session:
         hosts = aggregates_db.hosts_of(session)
         return jsonify({"aggregates": [_view(a, hosts.get(a.id, []))
@@ -46,7 +55,7 @@ def index():
 
 @bp.post("/os-aggregates")
 def create():
-    common.require_admin("os_compute_api:os-aggregates:create")
+    common.authorize("os_compute_api:os-aggregates:create")
     agg = validation.body_object(common.json_body(), "aggregate",
                                  {"name", "availability_zone"})
     name = validation.string(agg, "name", "aggregate", required=True, min_len=1)
@@ -58,14 +67,14 @@ def create():
 
 @bp.get("/os-aggregates/<aggregate_id>")
 def show(aggregate_id: str):
-    common.require_admin("os_compute_api:os-aggregates:show")
+    common.authorize("os_compute_api:os-aggregates:show")
     with common.db().read() as session:
         return _one(session, aggregate_id)
 
 
 @bp.put("/os-aggregates/<aggregate_id>")
 def update(aggregate_id: str):
-    common.require_admin("os_compute_api:os-aggregates:update")
+    common.authorize("os_compute_api:os-aggregates:update")
     body = common.json_body()
     agg = body.get("aggregate")
     if not isinstance(agg, dict) or not agg:
@@ -84,7 +93,7 @@ def update(aggregate_id: str):
 
 @bp.delete("/os-aggregates/<aggregate_id>")
 def delete(aggregate_id: str):
-    common.require_admin("os_compute_api:os-aggregates:delete")
+    common.authorize("os_compute_api:os-aggregates:delete")
     with common.db().write() as session:
         aggregates_db.destroy(session, aggregates_db.get(session, aggregate_id))
     return "", 200
@@ -92,12 +101,12 @@ def delete(aggregate_id: str):
 
 @bp.post("/os-aggregates/<aggregate_id>/action")
 def action(aggregate_id: str):
-    common.require_admin("os_compute_api:os-aggregates:action")
     body = common.json_body()
     if len(body) != 1 or next(iter(body)) not in ("add_host", "remove_host", "set_metadata"):
         raise exception.Invalid("Exactly one of add_host, remove_host, set_metadata is "
                                 "required.")
     (name, args), = body.items()
+    common.authorize(f"os_compute_api:os-aggregates:{name}")
     if not isinstance(args, dict):
         raise exception.Invalid(f"Invalid input for {name}: it must be an object.")
     with common.db().write() as session:
@@ -125,3 +134,50 @@ def action(aggregate_id: str):
                 aggregates_db.remove_host(session, row, host)
         session.flush()
         return _one(session, aggregate_id)
+
+
+policy.register({"compute:aggregates:images": policy.ADMIN})
+
+
+@bp.post("/os-aggregates/<aggregate_id>/images")
+def cache_images(aggregate_id: str):
+    """2.81: have every host of the aggregate cache these images ahead of boots.
+
+    Answered at once (202); each host fetches into its image cache in the
+    background, as a launch's cache-image step does, and a failure is logged.
+    """
+    microversion.require("2.81")
+    common.authorize("compute:aggregates:images")
+    body = common.json_body()
+    validation.only_keys(body, {"cache"}, "the request body")
+    wanted = body.get("cache")
+    if (not isinstance(wanted, list) or not wanted
+            or not all(isinstance(i, dict) and set(i) == {"id"} for i in wanted)):
+        raise exception.Invalid("Invalid input for field 'cache': a non-empty list of "
+                                "objects with just an 'id' is required.")
+    with common.db().read() as session:
+        row = aggregates_db.get(session, aggregate_id)
+        hosts = aggregates_db.hosts_of(session).get(row.id, [])
+        images = []
+        for item in wanted:
+            image_id = common.require_uuid(str(item["id"]), exception.ImageNotFound,
+                                           image_id=item["id"])
+            try:
+                images.append(catalog.image_dict(catalog.get_image(session, image_id)))
+            except exception.ImageNotFound as err:
+                raise exception.Invalid(str(err)) from None
+    client = common.compute_api().compute
+    carried = contextvars.copy_context()  # the request id follows into the log lines
+    threading.Thread(target=carried.run, args=(_cache_on_hosts, client, hosts, images),
+                     name=f"cache-images-{row.id}", daemon=True).start()
+    return "", 202
+
+
+def _cache_on_hosts(client, hosts: list[str], images: list[dict]) -> None:
+    for host in hosts:
+        for image in images:
+            try:
+                client.call(host, "prepare_image", image=image)
+                LOG.info("image %s cached on %s", image["id"], host)
+            except exception.VmflowError as err:
+                LOG.warning("caching image %s on %s failed: %s", image["id"], host, err)

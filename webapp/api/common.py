@@ -31,12 +31,22 @@ def context() -> RequestContext:
     return g.context
 
 
-def require_admin(action: str) -> RequestContext:
-    """The caller, if an admin; otherwise 403 in Nova's words."""
+def authorize(rule: str, target: dict | None = None) -> RequestContext:
+    """The caller, if it passes policy ``rule`` for ``target`` (default: its own
+    project, e.g. ``{"project_id": server.project_id}``); otherwise 403 in Nova's words."""
     ctx = context()
-    if not ctx.is_admin:
-        raise exception.Forbidden(f"Policy doesn't allow {action} to be performed.")
+    compute_api().policy.authorize(ctx, rule, target)
     return ctx
+
+
+def allowed(rule: str, target: dict | None = None) -> bool:
+    """Whether the caller passes policy ``rule`` (for what a body shows, not a 403)."""
+    return compute_api().policy.check(context(), rule, target)
+
+
+def shows_host(project_id: str) -> bool:
+    """Whether server bodies of ``project_id`` show the caller their host names."""
+    return allowed("os_compute_api:os-extended-server-attributes", {"project_id": project_id})
 
 
 def isotime(value: dt.datetime | None) -> str | None:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from vmflow import exception
 from vmflow.db import catalog
 from vmflow.db.models import Flavor
-from webapp.api import common, validation, views
+from webapp.api import common, microversion, validation, views
 
 bp = Blueprint("flavors", __name__)
 
@@ -22,23 +22,60 @@ def index():
 @bp.get("/flavors/detail")
 def detail():
     with common.db().read() as session:
-        return jsonify({"flavors": [views.flavor(f) for f in catalog.list_flavors(session)]})
+        specs = _specs_visible()
+        return jsonify({"flavors": [views.flavor(f, specs)
+                                    for f in catalog.list_flavors(session)]})
 
 
 @bp.get("/flavors/<flavor_id>")
 def show(flavor_id: str):
     with common.db().read() as session:
-        return jsonify({"flavor": views.flavor(catalog.get_flavor(session, flavor_id))})
+        return jsonify({"flavor": views.flavor(catalog.get_flavor(session, flavor_id),
+                                               _specs_visible())})
+
+
+def _specs_visible() -> bool:
+    """Whether flavor bodies show extra specs (2.61): if the caller may list them."""
+    return (microversion.at_least("2.61")
+            and common.allowed("os_compute_api:os-flavor-extra-specs:index"))
+
+
+def _description(spec: dict) -> str | None:
+    value = spec.get("description")
+    if value is not None and (not isinstance(value, str) or len(value) > 65535
+                              or any(ord(c) < 32 and c not in "\t\n\r" for c in value)):
+        raise exception.Invalid("Invalid input for field 'description' of flavor: a string of "
+                                "at most 65535 printable characters is required.")
+    return value
+
+
+@bp.put("/flavors/<flavor_id>")
+def update(flavor_id: str):
+    """2.55: change a flavor's description (the only field that may change)."""
+    microversion.require("2.55")
+    common.authorize("os_compute_api:os-flavor-manage:update")
+    spec = validation.body_object(common.json_body(), "flavor", {"description"})
+    if "description" not in spec:
+        raise exception.Invalid("Invalid input for flavor: 'description' is a required "
+                                "property.")
+    description = _description(spec)
+    with common.db().write() as session:
+        row = catalog.get_flavor(session, flavor_id)
+        row.description = description
+        session.flush()
+        return jsonify({"flavor": views.flavor(row, _specs_visible())})
 
 
 _FLAVOR_KEYS = {"name", "ram", "vcpus", "disk", "id", "OS-FLV-EXT-DATA:ephemeral", "swap",
-                "rxtx_factor", "os-flavor-access:is_public", "description"}
+                "rxtx_factor", "os-flavor-access:is_public"}
 
 
 @bp.post("/flavors")
 def create():
-    common.require_admin("os_compute_api:os-flavor-manage:create")
-    spec = validation.body_object(common.json_body(), "flavor", _FLAVOR_KEYS)
+    common.authorize("os_compute_api:os-flavor-manage:create")
+    spec = validation.body_object(common.json_body(), "flavor", _FLAVOR_KEYS | (
+        {"description"} if microversion.at_least("2.55") else set()))
+    description = _description(spec)
     name = validation.string(spec, "name", "flavor", required=True, min_len=1)
     for key in ("ram", "vcpus", "disk"):
         if spec.get(key) is None:
@@ -62,15 +99,15 @@ def create():
                                          f" {value} already exists.")
         row = Flavor(name=name, flavorid=flavorid, vcpus=vcpus, memory_mb=ram, root_gb=disk,
                      ephemeral_gb=ephemeral, swap=swap, is_public=public, disabled=False,
-                     extra_specs={})
+                     extra_specs={}, description=description)
         session.add(row)
         session.flush()
-        return jsonify({"flavor": views.flavor(row)})
+        return jsonify({"flavor": views.flavor(row, _specs_visible())})
 
 
 @bp.delete("/flavors/<flavor_id>")
 def delete(flavor_id: str):
-    common.require_admin("os_compute_api:os-flavor-manage:delete")
+    common.authorize("os_compute_api:os-flavor-manage:delete")
     with common.db().write() as session:
         row = catalog.get_flavor(session, flavor_id)
         # Instances keep their own copy of the flavor; the row is only hidden.
@@ -82,6 +119,7 @@ def delete(flavor_id: str):
 
 @bp.get("/flavors/<flavor_id>/os-extra_specs")
 def extra_specs(flavor_id: str):
+    common.authorize("os_compute_api:os-flavor-extra-specs:index")
     with common.db().read() as session:
         return jsonify({"extra_specs": dict(catalog.get_flavor(session, flavor_id).extra_specs
                                             or {})})
@@ -89,7 +127,7 @@ def extra_specs(flavor_id: str):
 
 @bp.post("/flavors/<flavor_id>/os-extra_specs")
 def set_extra_specs(flavor_id: str):
-    common.require_admin("os_compute_api:os-flavor-extra-specs:create")
+    common.authorize("os_compute_api:os-flavor-extra-specs:create")
     body = common.json_body()
     validation.only_keys(body, {"extra_specs"}, "the request body")
     specs = body.get("extra_specs")
@@ -106,7 +144,7 @@ def set_extra_specs(flavor_id: str):
 
 @bp.delete("/flavors/<flavor_id>/os-extra_specs/<key>")
 def delete_extra_spec(flavor_id: str, key: str):
-    common.require_admin("os_compute_api:os-flavor-extra-specs:delete")
+    common.authorize("os_compute_api:os-flavor-extra-specs:delete")
     with common.db().write() as session:
         row = catalog.get_flavor(session, flavor_id)
         specs = dict(row.extra_specs or {})

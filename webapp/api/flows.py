@@ -40,7 +40,7 @@ def _step(step: FlowStep) -> dict:
 
 @bp.get("/os-flows")
 def index():
-    common.require_admin("vmflow:os-flows:list")
+    common.authorize("vmflow:os-flows:list")
     limit = common.query_int("limit", minimum=1) or 100
     query = select(FlowRun).order_by(FlowRun.created_at.desc()).limit(limit)
     for key, column in (("state", FlowRun.state), ("operation", FlowRun.operation),
@@ -63,7 +63,7 @@ def _get(session, flow_id: str) -> FlowRun:
 
 @bp.get("/os-flows/<flow_id>")
 def show(flow_id: str):
-    common.require_admin("vmflow:os-flows:show")
+    common.authorize("vmflow:os-flows:show")
     with common.db().read() as session:
         run = _get(session, flow_id)
         steps = session.scalars(select(FlowStep).where(FlowStep.flow_id == flow_id)
@@ -73,7 +73,7 @@ def show(flow_id: str):
 
 @bp.post("/os-flows/<flow_id>/action")
 def action(flow_id: str):
-    common.require_admin("vmflow:os-flows:action")
+    common.authorize("vmflow:os-flows:action")
     body = common.json_body()
     if len(body) != 1 or next(iter(body)) not in ("resume", "rollback") or \
             next(iter(body.values())) not in (None, {}):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
 
 from vmflow import exception
 from vmflow.db import hosts as hosts_db
-from webapp.api import common, views
+from vmflow.db.models import Instance
+from webapp.api import common, microversion, views
 
 bp = Blueprint("hypervisors", __name__)
 
@@ -20,16 +22,70 @@ def _nodes(session):
         yield node, svc, svc is not None and hosts_db.is_up(svc, down_after)
 
 
+def _id(node) -> str:
+    """The hypervisor's id as the version names it: the row id, a UUID from 2.53."""
+    return views.node_uuid(node) if microversion.at_least("2.53") else str(node.id)
+
+
+def _page(nodes: list) -> list:
+    """From 2.33: ``limit`` and ``marker`` (the id of the last hypervisor seen);
+    from 2.53 also ``hypervisor_hostname_pattern`` (a part of the name, not with
+    paging)."""
+    if not microversion.at_least("2.33"):
+        return nodes
+    limit = common.query_int("limit", minimum=0)
+    marker = request.args.get("marker")
+    pattern = request.args.get("hypervisor_hostname_pattern")
+    if pattern is not None and microversion.at_least("2.53"):
+        if limit is not None or marker is not None:
+            raise exception.Invalid("Paging over hypervisors is not supported with "
+                                    "hypervisor_hostname_pattern.")
+        nodes = [n for n in nodes if pattern in n[0].hypervisor_hostname]
+        if not nodes:
+            raise exception.NotFound(f"No hypervisor matching '{pattern}' could be found.")
+    if marker is not None:
+        ids = [_id(node) for node, _svc, _up in nodes]
+        if marker not in ids:
+            raise exception.Invalid(f"marker [{marker}] not found")
+        nodes = nodes[ids.index(marker) + 1:]
+    return nodes if limit is None else nodes[:limit]
+
+
 @bp.get("/os-hypervisors")
 def index():
+    common.authorize("os_compute_api:os-hypervisors:list")
     with common.db().read() as session:
-        return jsonify({"hypervisors": [views.hypervisor_brief(*n) for n in _nodes(session)]})
+        nodes = _page(list(_nodes(session)))
+        return jsonify({"hypervisors": _with_servers(
+            session, nodes, [views.hypervisor_brief(*n) for n in nodes])})
 
 
 @bp.get("/os-hypervisors/detail")
 def detail():
+    common.authorize("os_compute_api:os-hypervisors:list-detail")
     with common.db().read() as session:
-        return jsonify({"hypervisors": [views.hypervisor(*n) for n in _nodes(session)]})
+        nodes = _page(list(_nodes(session)))
+        return jsonify({"hypervisors": _with_servers(
+            session, nodes, [views.hypervisor(*n) for n in nodes])})
+
+
+def _with_servers(session, nodes: list, bodies: list[dict]) -> list[dict]:
+    """2.53 ``with_servers=true``: each hypervisor's servers (uuid and instance
+    name); from 2.75 the list is there even when empty."""
+    wanted = request.args.get("with_servers", "").lower() in ("1", "true", "yes", "on")
+    if not (wanted and microversion.at_least("2.53")):
+        return bodies
+    rows = session.scalars(select(Instance).where(Instance.deleted.is_(False),
+                                                  Instance.host.is_not(None)))
+    on_host: dict[str, list[dict]] = {}
+    for row in rows:
+        on_host.setdefault(row.host, []).append({"uuid": row.uuid,
+                                                 "name": f"instance-{row.uuid}"})
+    for (node, _svc, _up), body in zip(nodes, bodies, strict=True):
+        servers = on_host.get(node.host, [])
+        if servers or microversion.at_least("2.75"):
+            body["servers"] = servers
+    return bodies
 
 
 @bp.get("/os-hypervisors/statistics")
@@ -37,6 +93,7 @@ def statistics():
     keys = ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
             "free_ram_mb", "free_disk_gb", "current_workload", "running_vms",
             "disk_available_least")
+    common.authorize("os_compute_api:os-hypervisors:statistics")
     totals = dict.fromkeys(keys, 0)
     count = 0
     with common.db().read() as session:
@@ -50,8 +107,11 @@ def statistics():
 
 @bp.get("/os-hypervisors/<hypervisor_id>")
 def show(hypervisor_id: str):
+    common.authorize("os_compute_api:os-hypervisors:show")
     with common.db().read() as session:
         for node, svc, up in _nodes(session):
-            if str(node.id) == hypervisor_id:
-                return jsonify({"hypervisor": views.hypervisor(node, svc, up)})
+            if _id(node) == hypervisor_id:
+                body = _with_servers(session, [(node, svc, up)],
+                                     [views.hypervisor(node, svc, up)])[0]
+                return jsonify({"hypervisor": body})
     raise exception.NotFound(f"Hypervisor with ID {hypervisor_id} could not be found.")

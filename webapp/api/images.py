@@ -6,9 +6,16 @@ from flask import Blueprint, jsonify, request
 
 from vmflow import exception
 from vmflow.db import catalog
-from webapp.api import common, views
+from webapp.api import common, microversion, views
 
 bp = Blueprint("images", __name__)
+
+
+@bp.before_request
+def _gone_from_2_36() -> None:
+    """Nova removed its proxy to the image service at 2.36: use the image API."""
+    if microversion.at_least("2.36"):
+        raise exception.NotFound("The resource could not be found.")
 
 
 def _project() -> str | None:

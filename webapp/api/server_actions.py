@@ -16,9 +16,10 @@ from flask import Blueprint, current_app, jsonify
 from vmflow import exception
 from vmflow.db import catalog
 from vmflow.db import instances as instances_db
+from vmflow.db import keypairs as keypairs_db
 from vmflow.db.models import Instance
 from vmflow.states import vm_states
-from webapp.api import common, validation, views
+from webapp.api import common, microversion, servers, validation
 
 bp = Blueprint("server_actions", __name__)
 
@@ -77,7 +78,12 @@ def _instance(server_id: str) -> Instance:
 def _server_body(server_id: str):
     with common.db().read() as session:
         instance = instances_db.get(session, server_id)
-        return jsonify({"server": views.server(instance, show_host=common.context().is_admin)})
+        body = servers.bodies(session, [instance], groups=True, compact=True,
+                              show_key_name=microversion.at_least("2.54"))[0]
+        if microversion.at_least("2.57"):  # in place of the extended attribute
+            body.pop("OS-EXT-SRV-ATTR:user_data", None)
+            body["user_data"] = instance.user_data
+        return jsonify({"server": body})
 
 
 def _accepted(body: Any = None, headers: dict[str, str] | None = None):
@@ -111,16 +117,14 @@ def action(server_id: str):
     if name == "lock":
         args = _arguments(name, value, {"locked_reason"})
         reason = validation.string(args, "locked_reason", name)
+        if not microversion.at_least("2.73"):
+            reason = None  # Nova reads the reason from 2.73 on only
         instance = _instance(server_id)
         locked_by = "owner" if ctx.project_id == instance.project_id else "admin"
         api.act(ctx, server_id, "lock", inputs={"locked_by": locked_by, "reason": reason})
         return _accepted()
     if name == "unlock":
         _no_arguments(name, value)
-        instance = _instance(server_id)
-        if instance.locked_by == "admin" and not ctx.is_admin:
-            raise exception.Forbidden("Policy doesn't allow os_compute_api:os-lock-server:"
-                                      "unlock:unlock_override to be performed.")
         api.act(ctx, server_id, "unlock")
         return _accepted()
     if name == "os-getConsoleOutput":
@@ -130,6 +134,13 @@ def action(server_id: str):
         return jsonify({"output": output})
     if name == "createImage":
         return _create_image(server_id, value)
+    if name == "trigger_crash_dump" and microversion.at_least("2.17"):
+        _no_arguments(name, value)
+        instance = _instance(server_id)
+        common.authorize("os_compute_api:servers:trigger_crash_dump",
+                         {"project_id": instance.project_id})
+        raise exception.Invalid("Triggering a crash dump is not supported: vmflow's "
+                                "hypervisor driver does not inject NMIs into guests.")
     if name == "rebuild":
         return _rebuild(server_id, value)
     if name == "rescue":
@@ -155,19 +166,37 @@ def _create_image(server_id: str, value: Any):
 
     common.compute_api().act(common.context(), server_id, "snapshot",
                              inputs={"image_id": image_id}, prepare=record_image)
-    location = f"{common.base_url()}/v2.1/images/{image_id}"
-    return _accepted({"image_id": image_id}, {"Location": location})
+    if microversion.at_least("2.45"):  # the image id in the body, no Location header
+        return _accepted({"image_id": image_id})
+    return _accepted(headers={"Location": f"{common.base_url()}/v2.1/images/{image_id}"})
 
 
 def _rebuild(server_id: str, value: Any):
-    args = _arguments("rebuild", value, {"imageRef", "name", "metadata", "OS-DCF:diskConfig",
-                                         "adminPass", "description"})
+    allowed = {"imageRef", "name", "metadata", "OS-DCF:diskConfig", "adminPass", "accessIPv4",
+               "accessIPv6"}
+    later = {"description": "2.19", "key_name": "2.54", "user_data": "2.57",
+             "trusted_image_certificates": "2.63"}
+    allowed |= {key for key, version in later.items() if microversion.at_least(version)}
+    args = _arguments("rebuild", value, allowed)
     if args.get("adminPass") is not None:
         raise exception.Invalid("Invalid input for action 'rebuild': setting 'adminPass' is "
                                 "not supported (vmflow does not set guest passwords).")
     image_ref = _image_ref(args, "imageRef", "rebuild", required=True)
     new_name = validation.string(args, "name", "rebuild", min_len=1)
     meta = validation.metadata(args, "metadata", "rebuild") if "metadata" in args else None
+    description = validation.string(args, "description", "rebuild", max_len=255)
+    user_data = servers.user_data_of(args, "rebuild")
+    access = servers.access_ips(args, "rebuild")
+    servers.trusted_certificates(args, "rebuild")
+    key_name = validation.string(args, "key_name", "rebuild", min_len=1)
+    key_data = None
+    if key_name is not None:  # the caller's own key pair (2.54); null removes the key
+        with common.db().read() as session:
+            try:
+                key_data = keypairs_db.get(session, common.context().user_id,
+                                           key_name).public_key
+            except exception.NotFound:
+                raise exception.Invalid("Invalid key_name provided.") from None
     instance = _instance(server_id)
     if not instance.host:
         raise exception.Conflict(f"Cannot 'rebuild' instance {server_id}: it has no host "
@@ -177,6 +206,14 @@ def _rebuild(server_id: str, value: Any):
     def prepare(session, row: Instance) -> dict[str, Any]:
         if meta is not None:
             row.metadata_ = meta
+        if "description" in args:
+            row.description = description
+        if "user_data" in args:
+            row.user_data = user_data
+        for column, address in access.items():
+            setattr(row, column, address)
+        if "key_name" in args:
+            row.key_name, row.key_data = key_name, key_data
         return {"start": row.vm_state != vm_states.STOPPED}  # a stopped one stays stopped
 
     common.compute_api().act(common.context(), server_id, "rebuild",
@@ -189,5 +226,26 @@ def _rebuild(server_id: str, value: Any):
 @bp.get("/servers/<server_id>/diagnostics")
 def diagnostics(server_id: str):
     common.require_uuid(server_id, exception.InstanceNotFound, instance_id=server_id)
-    ctx = common.require_admin("os_compute_api:os-server-diagnostics")
-    return jsonify(common.compute_api().diagnostics(ctx, server_id))
+    found = common.compute_api().diagnostics(common.context(), server_id)
+    return jsonify(found if microversion.at_least("2.48") else _legacy_diagnostics(found))
+
+
+def _legacy_diagnostics(found: dict[str, Any]) -> dict[str, Any]:
+    """Below 2.48 diagnostics were the driver's own flat keys; these are the
+    libvirt driver's (memory in KiB, one set of counters per disk and CPU)."""
+    flat: dict[str, Any] = {}
+    for number, cpu in enumerate(found.get("cpu_details") or []):
+        flat[f"cpu{number}_time"] = cpu.get("time")
+    memory = found.get("memory_details") or {}
+    if memory.get("maximum") is not None:
+        flat["memory"] = memory["maximum"] * 1024
+    if memory.get("used") is not None:
+        flat["memory-actual"] = memory["used"] * 1024
+    for number, disk in enumerate(found.get("disk_details") or []):
+        device = "vd" + chr(ord("a") + number)
+        flat.update({f"{device}_read": disk.get("read_bytes"),
+                     f"{device}_read_req": disk.get("read_requests"),
+                     f"{device}_write": disk.get("write_bytes"),
+                     f"{device}_write_req": disk.get("write_requests"),
+                     f"{device}_errors": disk.get("errors_count")})
+    return flat

@@ -13,7 +13,7 @@ from vmflow import exception
 from vmflow.db import aggregates as aggregates_db
 from vmflow.db import hosts as hosts_db
 from vmflow.db.models import Service
-from webapp.api import common, validation, views
+from webapp.api import common, microversion, validation, views
 
 bp = Blueprint("services", __name__)
 LOG = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ LOG = logging.getLogger(__name__)
 
 @bp.get("/os-services")
 def index():
+    common.authorize("os_compute_api:os-services:list")
     cfg = common.config()
     binary, host = request.args.get("binary"), request.args.get("host")
     with common.db().read() as session:
@@ -74,16 +75,26 @@ _VERBS = {"enable": {"status": "enabled"}, "disable": {"status": "disabled"},
 
 @bp.put("/os-services/<verb_or_id>")
 def update(verb_or_id: str):
-    ctx = common.require_admin("os_compute_api:os-services:update")
+    ctx = common.authorize("os_compute_api:os-services:update")
     body = common.json_body()
+    if verb_or_id == "force-down":
+        microversion.require("2.11")
     if verb_or_id in _VERBS:
+        if microversion.at_least("2.53"):  # the verbs gave way to PUT /os-services/<uuid>
+            raise exception.NotFound("The resource could not be found.")
         return _update_by_host(verb_or_id, body)
     # The form of later microversions: PUT /os-services/<id> {"status", "forced_down"}.
     _check(body, {"status", "disabled_reason", "forced_down"})
     if not body:
         raise exception.Invalid("Nothing to update: give 'status' and/or 'forced_down'.")
     with common.db().write() as session:
-        row = session.get(Service, int(verb_or_id)) if verb_or_id.isdigit() else None
+        if microversion.at_least("2.53"):  # services are named by their UUIDs
+            common.require_uuid(verb_or_id, exception.NotFound,
+                                message=f"Service {verb_or_id} could not be found.")
+            row = next((s for s in hosts_db.list_services(session)
+                        if views.service_uuid(s) == verb_or_id), None)
+        else:
+            row = session.get(Service, int(verb_or_id)) if verb_or_id.isdigit() else None
         if row is None:
             raise exception.NotFound(f"Service {verb_or_id} could not be found.")
         _change(row, body, status_key="status" if "status" in body else None)

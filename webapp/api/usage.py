@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.parse
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from vmflow import exception
 from vmflow.db.models import Instance, utcnow
-from webapp.api import common
+from webapp.api import common, microversion
 
 bp = Blueprint("usage", __name__)
 
@@ -99,19 +100,35 @@ def server_usage(instance: Instance, start: dt.datetime, stop: dt.datetime,
 
 
 def usages(start: dt.datetime, stop: dt.datetime, *, tenant_id: str | None = None,
-           detailed: bool = True) -> list[dict[str, Any]]:
+           detailed: bool = True, limit: int | None = None, marker: str | None = None,
+           seen: list[str] | None = None) -> list[dict[str, Any]]:
     """One summary per project with instances that lived during the period, in
-    project order (each with its servers, in id order, when ``detailed``)."""
+    project order (each with its servers, in id order, when ``detailed``).
+
+    Paging (2.40) is over instances in that order: at most ``limit`` of them,
+    after the instance ``marker``; the ids of those counted are appended to ``seen``.
+    """
     query = (select(Instance)
              .where(Instance.launched_at < stop,
                     or_(Instance.terminated_at.is_(None), Instance.terminated_at > start))
              .order_by(Instance.project_id, Instance.uuid))
     if tenant_id is not None:
         query = query.where(Instance.project_id == tenant_id)
+    if limit is not None:
+        query = query.limit(limit)
     now = utcnow()
     summaries: dict[str, dict[str, Any]] = {}
     with common.db().read() as session:
+        if marker is not None:
+            after = session.get(Instance, marker)
+            if after is None or (tenant_id is not None and after.project_id != tenant_id):
+                raise exception.Invalid(f"marker [{marker}] not found")
+            query = query.where(or_(Instance.project_id > after.project_id,
+                                    and_(Instance.project_id == after.project_id,
+                                         Instance.uuid > after.uuid)))
         for instance in session.scalars(query):
+            if seen is not None:
+                seen.append(instance.uuid)
             server = server_usage(instance, start, stop, now)
             summary = summaries.get(instance.project_id)
             if summary is None:
@@ -132,18 +149,39 @@ def usages(start: dt.datetime, stop: dt.datetime, *, tenant_id: str | None = Non
 
 @bp.get("/os-simple-tenant-usage")
 def index():
-    common.require_admin("os_compute_api:os-simple-tenant-usage:list")
+    common.authorize("os_compute_api:os-simple-tenant-usage:list")
     start, stop = period()
-    detailed = request.args.get("detailed", "0") == "1"
-    return jsonify({"tenant_usages": usages(start, stop, detailed=detailed)})
+    detailed = request.args.get("detailed", "0").lower() in ("1", "true")  # sdk sends True
+    limit, marker, seen = *_paging(), []
+    found = usages(start, stop, detailed=detailed, limit=limit, marker=marker, seen=seen)
+    body: dict[str, Any] = {"tenant_usages": found}
+    if limit is not None and len(seen) == limit and seen:
+        body["tenant_usages_links"] = _next_link("os-simple-tenant-usage", seen[-1])
+    return jsonify(body)
 
 
 @bp.get("/os-simple-tenant-usage/<tenant_id>")
 def show(tenant_id: str):
-    ctx = common.context()
-    if not ctx.is_admin and ctx.project_id != tenant_id:
-        raise exception.Forbidden("Policy doesn't allow os_compute_api:os-simple-tenant-usage:"
-                                  "show to be performed.")
+    common.authorize("os_compute_api:os-simple-tenant-usage:show", {"project_id": tenant_id})
     start, stop = period()
-    found = usages(start, stop, tenant_id=tenant_id)
-    return jsonify({"tenant_usage": found[0] if found else {}})
+    limit, marker, seen = *_paging(), []
+    found = usages(start, stop, tenant_id=tenant_id, limit=limit, marker=marker, seen=seen)
+    body: dict[str, Any] = {"tenant_usage": found[0] if found else {}}
+    if limit is not None and len(seen) == limit and seen:
+        body["tenant_usage_links"] = _next_link(f"os-simple-tenant-usage/{tenant_id}", seen[-1])
+    return jsonify(body)
+
+
+def _paging() -> tuple[int | None, str | None]:
+    """``limit`` and ``marker`` (an instance id), from 2.40; ignored below."""
+    if not microversion.at_least("2.40"):
+        return None, None
+    return common.query_int("limit", minimum=0), request.args.get("marker")
+
+
+def _next_link(path: str, last: str) -> list[dict[str, str]]:
+    """The link to the next page: the same query, after the last instance counted."""
+    query = {k: v for k, v in request.args.items() if k != "marker"}
+    query["marker"] = last
+    return [{"rel": "next",
+             "href": f"{common.base_url()}/v2.1/{path}?{urllib.parse.urlencode(query)}"}]

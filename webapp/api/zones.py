@@ -36,6 +36,7 @@ def _available(hosts: dict[str, dict]) -> bool:
 @bp.get("/os-availability-zone")
 def index():
     """Zones users can boot into (compute zones only)."""
+    common.authorize("os_compute_api:os-availability-zone:list")
     internal = common.config().internal_service_availability_zone
     with common.db().read() as session:
         zones = _zones(session)
@@ -46,7 +47,7 @@ def index():
 
 @bp.get("/os-availability-zone/detail")
 def detail():
-    common.require_admin("os_compute_api:os-availability-zone:detail")
+    common.authorize("os_compute_api:os-availability-zone:detail")
     with common.db().read() as session:
         zones = _zones(session)
     return jsonify({"availabilityZoneInfo": [

@@ -35,7 +35,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def init_app(app: Flask) -> None:
+    from webapp.dashboard import login
+
     app.register_blueprint(bp)
+    login.init_app(app)  # keystone mode: the login form, and a session for every page
 
 
 def _config() -> Config:
@@ -47,8 +50,10 @@ def _db() -> Database:
 
 
 def _page(template: str, nav: str, **context):
-    return render_template(f"dashboard/{template}", nav=nav, meta=actions.page_meta(),
-                           **context)
+    # "admin": whether the pages may ask for what only admins see (all projects'
+    # servers, hosts, services, flow runs).
+    meta = {**actions.page_meta(), "admin": common.context().is_admin}
+    return render_template(f"dashboard/{template}", nav=nav, meta=meta, **context)
 
 
 # -- pages ----------------------------------------------------------------------------
@@ -96,14 +101,14 @@ def admin():
 
 @bp.get("/api/flows/<flow_id>")
 def flow_data(flow_id: str):
-    common.require_admin("dashboard:flows")
+    common.authorize("vmflow:dashboard:flows")
     with _db().read() as session:
         return jsonify(data.flow_view(session, _config(), flow_id))
 
 
 @bp.get("/api/flows")
 def flow_list():
-    common.require_admin("dashboard:flows")
+    common.authorize("vmflow:dashboard:flows")
     limit = common.query_int("limit", minimum=1) or 50
     failed = request.args.get("failed", "").lower() in ("1", "true", "yes")
     with _db().read() as session:
@@ -114,7 +119,7 @@ def flow_list():
 
 @bp.get("/api/trace/<request_id>")
 def trace_data(request_id: str):
-    common.require_admin("dashboard:trace")
+    common.authorize("vmflow:dashboard:trace")
     if not _REQUEST_ID.fullmatch(request_id):
         raise exception.Invalid(f"{request_id!r} is not a request id (req-<uuid>).")
     with _db().read() as session:

@@ -73,11 +73,10 @@ async function changeService(s, disable) {
   if (values === null) return;
   const result = $("#service-result");
   replace(result);
-  const body = { host: s.host, binary: s.binary };
-  if (disable) body.disabled_reason = values.reason;
+  // From microversion 2.53 a service is changed through its id (a UUID).
+  const body = disable ? { status: "disabled", disabled_reason: values.reason } : { status: "enabled" };
   try {
-    const answer = await request(`/v2.1/os-services/${disable ? "disable-log-reason" : "enable"}`,
-      { method: "PUT", body });
+    const answer = await request(`/v2.1/os-services/${encodeURIComponent(s.id)}`, { method: "PUT", body });
     const changed = answer.data.service;
     replace(result, h("div", { class: "message ok", role: "status" },
       h("p", {}, h("strong", {}, `${changed.binary} on ${changed.host}`), " is now ", changed.status,

@@ -5,6 +5,9 @@
 
 export const META = JSON.parse(document.getElementById("vmflow-meta").textContent);
 
+// Keep equal to MAX_VERSION in webapp/api/microversion.py (a test checks it).
+export const COMPUTE_VERSION = "2.85";
+
 export class ApiError extends Error {
   constructor(message, { status = 0, kind = null, requestId = null } = {}) {
     super(message);
@@ -17,8 +20,17 @@ export class ApiError extends Error {
 // One request; resolves to {data, status, requestId} or throws ApiError whose
 // message is the API's own (Nova's {"<kind>": {"code": N, "message": "..."}}).
 export async function request(path, { method = "GET", body } = {}) {
-  const headers = { Accept: "application/json" };
+  // X-Vmflow-Dashboard: the API accepts the login session's token (kept in an
+  // HttpOnly cookie) only with this header, which no cross-site form can send.
+  const headers = { Accept: "application/json", "X-Vmflow-Dashboard": "1" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  // The compute microversion the pages are written for (the API's maximum: lock
+  // reasons, embedded flavors, event details...).  The compute API's proxy to the
+  // images ended at 2.35, and the pages still read images through it.
+  if (path.startsWith("/v2.1/")) {
+    headers["OpenStack-API-Version"] =
+      `compute ${path.startsWith("/v2.1/images") ? "2.35" : COMPUTE_VERSION}`;
+  }
   let response;
   try {
     response = await fetch(path, {
@@ -26,6 +38,12 @@ export async function request(path, { method = "GET", body } = {}) {
     });
   } catch {
     throw new ApiError("The vmflow API cannot be reached. Is it running?");
+  }
+  if (response.status === 401) {
+    // The session's token expired or was revoked: log in again, then come back here.
+    const here = window.location.pathname + window.location.search;
+    window.location.assign(`/dashboard/login?expired=1&next=${encodeURIComponent(here)}`);
+    throw new ApiError("Your session has expired. Please log in again.", { status: 401 });
   }
   const requestId = response.headers.get("X-OpenStack-Request-Id");
   const text = await response.text();

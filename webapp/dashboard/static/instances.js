@@ -1,7 +1,7 @@
 // Instances: the launch form and the live list with per-row actions.
 import {
-  $, actionButton, allowedActions, fmtAge, fmtMB, get, h, poll, pollStatus, powerName, replace,
-  request, serverStatus, shortId, showError, timeEl, traceLink,
+  $, META, actionButton, allowedActions, fmtAge, fmtMB, get, h, poll, pollStatus, powerName,
+  replace, request, serverStatus, shortId, showError, timeEl, traceLink,
 } from "./common.js";
 
 const flavors = new Map();
@@ -33,7 +33,8 @@ async function launch(event) {
   const result = $("#launch-result");
   replace(result);
   const name = form.elements.name.value.trim();
-  const server = { name, flavorRef: form.elements.flavor.value, imageRef: form.elements.image.value };
+  const server = { name, flavorRef: form.elements.flavor.value, imageRef: form.elements.image.value,
+    networks: "none" }; // required from microversion 2.37; vmflow has no networking yet
   if (form.elements.zone.value) server.availability_zone = form.elements.zone.value;
   const countText = form.elements.count.value.trim();
   if (countText !== "" && countText !== "1") {
@@ -63,6 +64,7 @@ async function launch(event) {
 // -- the list ------------------------------------------------------------------------
 
 function flavorName(server) {
+  if (server.flavor?.original_name) return server.flavor.original_name; // embedded (2.47 on)
   const flavor = flavors.get(server.flavor?.id);
   return flavor ? flavor.name : shortId(server.flavor?.id);
 }
@@ -171,7 +173,8 @@ function renderRow(server) {
 
 async function refresh() {
   try {
-    const servers = (await get("/v2.1/servers/detail?all_tenants=1")).servers;
+    const scope = META.admin ? "?all_tenants=1" : "";  // a member sees its project's
+    const servers = (await get(`/v2.1/servers/detail${scope}`)).servers;
     const filter = $("#status-filter").value;
     const statuses = new Set(servers.map((s) => s.status));
     if (filter) statuses.add(filter);
