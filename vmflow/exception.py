@@ -43,6 +43,12 @@ class Forbidden(VmflowError):
     message = "Forbidden."
 
 
+class NotImplementedByDriver(VmflowError):
+    code = 501
+    kind = "notImplemented"
+    message = "Virt driver does not implement {what} function."
+
+
 class NotFound(VmflowError):
     code = 404
     kind = "itemNotFound"

@@ -12,6 +12,14 @@ from sqlalchemy import select
 from vmflow.db.models import Allocation, ComputeNode, FlowRun, Instance, InstanceFault
 
 
+def accepted(body: dict | None) -> int:
+    """The status Nova answers an accepted action with: 200 for a rescue (its
+    body holds the admin password), 204 for a delete, 202 for the rest."""
+    if body is None:
+        return 204
+    return 200 if "rescue" in body else 202
+
+
 def agree(running, server_id: str) -> None:
     """Database, hypervisors and claims tell the same story: one guest with its
     disk on the instance's host, one claim there, nothing anywhere else."""

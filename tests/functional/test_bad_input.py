@@ -144,6 +144,10 @@ def test_hypervisors_and_services(shared_cloud):
     assert (h["vcpus"], h["memory_mb"], h["local_gb"]) == (16, 32768, 500)
     assert h["state"] == "up" and h["status"] == "enabled"
     assert api.get(f"/v2.1/os-hypervisors/{h['id']}").json()["hypervisor"]["id"] == h["id"]
+    # No uptime from libvirt's hosts: Nova's answer for such a driver (clients accept it).
+    uptime = api.get(f"/v2.1/os-hypervisors/{h['id']}/uptime")
+    assert uptime.status_code == 501 and "uptime" in uptime.json()["notImplemented"]["message"]
+    assert api.get("/v2.1/os-hypervisors/999/uptime").status_code == 404
     assert api.get("/v2.1/os-hypervisors").json()["hypervisors"][0]["state"] == "up"
     stats = api.get("/v2.1/os-hypervisors/statistics").json()["hypervisor_statistics"]
     assert stats["count"] == 1 and stats["vcpus"] == 16

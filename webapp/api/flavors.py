@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from vmflow import exception
@@ -13,18 +13,35 @@ from webapp.api import common, microversion, validation, views
 bp = Blueprint("flavors", __name__)
 
 
+def _listed(session) -> list[Flavor]:
+    """The flavors a list asks for: Nova's ``minDisk``/``minRam`` filters, then
+    ``marker`` (a flavor id; the page starts after it) and ``limit``."""
+    min_disk = common.query_int("minDisk")
+    min_ram = common.query_int("minRam")
+    limit = common.query_int("limit")
+    rows = [f for f in catalog.list_flavors(session)
+            if (min_disk is None or f.root_gb >= min_disk)
+            and (min_ram is None or f.memory_mb >= min_ram)]
+    marker = request.args.get("marker")
+    if marker is not None:
+        ids = [f.flavorid for f in rows]
+        if marker not in ids:
+            raise exception.Invalid(f"marker [{marker}] not found")
+        rows = rows[ids.index(marker) + 1:]
+    return rows if limit is None else rows[:limit]
+
+
 @bp.get("/flavors")
 def index():
     with common.db().read() as session:
-        return jsonify({"flavors": [views.flavor_brief(f) for f in catalog.list_flavors(session)]})
+        return jsonify({"flavors": [views.flavor_brief(f) for f in _listed(session)]})
 
 
 @bp.get("/flavors/detail")
 def detail():
     with common.db().read() as session:
         specs = _specs_visible()
-        return jsonify({"flavors": [views.flavor(f, specs)
-                                    for f in catalog.list_flavors(session)]})
+        return jsonify({"flavors": [views.flavor(f, specs) for f in _listed(session)]})
 
 
 @bp.get("/flavors/<flavor_id>")

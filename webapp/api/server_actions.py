@@ -75,7 +75,8 @@ def _instance(server_id: str) -> Instance:
                                 project_id=None if ctx.is_admin else ctx.project_id)
 
 
-def _server_body(server_id: str):
+def _server_body(server_id: str, **extra: Any):
+    """The server's body (as update and rebuild answer it), with ``extra`` fields."""
     with common.db().read() as session:
         instance = instances_db.get(session, server_id)
         body = servers.bodies(session, [instance], groups=True, compact=True,
@@ -83,7 +84,7 @@ def _server_body(server_id: str):
         if microversion.at_least("2.57"):  # in place of the extended attribute
             body.pop("OS-EXT-SRV-ATTR:user_data", None)
             body["user_data"] = instance.user_data
-        return jsonify({"server": body})
+        return jsonify({"server": {**body, **extra}})
 
 
 def _accepted(body: Any = None, headers: dict[str, str] | None = None):
@@ -145,13 +146,11 @@ def action(server_id: str):
         return _rebuild(server_id, value)
     if name == "rescue":
         args = _arguments(name, value, {"rescue_image_ref", "adminPass"})
-        if args.get("adminPass") is not None:
-            raise exception.Invalid("Invalid input for action 'rescue': setting 'adminPass' "
-                                    "is not supported (vmflow does not set guest passwords).")
+        password = validation.admin_password(args, "rescue")
         ref = _image_ref(args, "rescue_image_ref", name, required=False)
         image = _usable_image(ref or _instance(server_id).image_ref)
         api.act(ctx, server_id, "rescue", inputs={"rescue_image": image})
-        return _accepted({})
+        return jsonify({"adminPass": password})  # 200, as Nova answers a rescue
     raise exception.Invalid(f"There is no such action: {name}")
 
 
@@ -178,9 +177,7 @@ def _rebuild(server_id: str, value: Any):
              "trusted_image_certificates": "2.63"}
     allowed |= {key for key, version in later.items() if microversion.at_least(version)}
     args = _arguments("rebuild", value, allowed)
-    if args.get("adminPass") is not None:
-        raise exception.Invalid("Invalid input for action 'rebuild': setting 'adminPass' is "
-                                "not supported (vmflow does not set guest passwords).")
+    password = validation.admin_password(args, "rebuild")
     image_ref = _image_ref(args, "imageRef", "rebuild", required=True)
     new_name = validation.string(args, "name", "rebuild", min_len=1)
     meta = validation.metadata(args, "metadata", "rebuild") if "metadata" in args else None
@@ -218,7 +215,7 @@ def _rebuild(server_id: str, value: Any):
 
     common.compute_api().act(common.context(), server_id, "rebuild",
                              inputs={"image": image, "new_name": new_name}, prepare=prepare)
-    response = _server_body(server_id)
+    response = _server_body(server_id, adminPass=password)
     response.status_code = 202
     return response
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
@@ -92,3 +93,15 @@ def metadata(obj: dict[str, Any], key: str, where: str) -> dict[str, str]:
             raise exception.Invalid(f"Invalid input for field '{key}' of {where}: keys must be "
                                     "1-255 characters and values strings of at most 255.")
     return dict(value)
+
+
+def admin_password(obj: dict[str, Any], where: str) -> str:
+    """The ``adminPass`` a request gives (create, rebuild, rescue), else a new one.
+
+    Nova answers with the server's admin password whether or not its driver
+    sets it in the guest, and its libvirt driver does not (no password
+    injection by default); vmflow behaves the same: the password is answered,
+    and no guest of vmflow's is told it (docs/compatibility.md).
+    """
+    given = string(obj, "adminPass", where, max_len=255)
+    return given if given is not None else secrets.token_urlsafe(9)
