@@ -318,6 +318,7 @@ def test_rebuild_keeps_identity_and_replaces_the_image(running):
     response = _act(running, server["id"], {"rebuild": {"imageRef": snap, "name": "new-name"}})
     assert response.status_code == 202, response.text
     assert response.json()["server"]["status"] == "REBUILD"
+    assert response.json()["server"]["image"]["id"] == snap  # the image it is rebuilt from
     after = _settled(running, server["id"])
     assert after["status"] == "ACTIVE" and after["image"]["id"] == snap
     assert after["name"] == "new-name" and after["id"] == server["id"]

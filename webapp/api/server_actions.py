@@ -215,7 +215,11 @@ def _rebuild(server_id: str, value: Any):
 
     common.compute_api().act(common.context(), server_id, "rebuild",
                              inputs={"image": image, "new_name": new_name}, prepare=prepare)
-    response = _server_body(server_id, adminPass=password)
+    # The answer describes the rebuild accepted: the server with the image it is
+    # being rebuilt from (Nova's answer; clients check it).  The instance takes
+    # that image when the rebuild succeeds; a failed one keeps the old image.
+    response = _server_body(server_id, adminPass=password, image={
+        "id": image["id"], "links": common.links("images", image["id"])[1:]})
     response.status_code = 202
     return response
 
