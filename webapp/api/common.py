@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, g, request
@@ -86,6 +87,18 @@ def json_body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise exception.Invalid("The request body must be a JSON object.")
     return body
+
+
+def after_marker(rows: list, marker: str | None, key: Callable[[Any], str],
+                 not_found: str = "marker [{marker}] not found") -> list:
+    """The rows after the one whose ``key`` is ``marker`` (paging); all of them
+    when there is no marker; 400 with ``not_found`` when no row has it."""
+    if marker is None:
+        return rows
+    ids = [key(row) for row in rows]
+    if marker not in ids:
+        raise exception.Invalid(not_found.format(marker=marker))
+    return rows[ids.index(marker) + 1:]
 
 
 def query_int(name: str, minimum: int = 0) -> int | None:

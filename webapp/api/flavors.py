@@ -22,12 +22,7 @@ def _listed(session) -> list[Flavor]:
     rows = [f for f in catalog.list_flavors(session)
             if (min_disk is None or f.root_gb >= min_disk)
             and (min_ram is None or f.memory_mb >= min_ram)]
-    marker = request.args.get("marker")
-    if marker is not None:
-        ids = [f.flavorid for f in rows]
-        if marker not in ids:
-            raise exception.Invalid(f"marker [{marker}] not found")
-        rows = rows[ids.index(marker) + 1:]
+    rows = common.after_marker(rows, request.args.get("marker"), lambda f: f.flavorid)
     return rows if limit is None else rows[:limit]
 
 

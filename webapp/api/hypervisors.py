@@ -43,11 +43,7 @@ def _page(nodes: list) -> list:
         nodes = [n for n in nodes if pattern in n[0].hypervisor_hostname]
         if not nodes:
             raise exception.NotFound(f"No hypervisor matching '{pattern}' could be found.")
-    if marker is not None:
-        ids = [_id(node) for node, _svc, _up in nodes]
-        if marker not in ids:
-            raise exception.Invalid(f"marker [{marker}] not found")
-        nodes = nodes[ids.index(marker) + 1:]
+    nodes = common.after_marker(nodes, marker, lambda found: _id(found[0]))
     return nodes if limit is None else nodes[:limit]
 
 

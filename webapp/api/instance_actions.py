@@ -104,12 +104,8 @@ def _page(runs: list[FlowRun], server_id: str) -> tuple[list[FlowRun], list[dict
                                 "changes-before.")
     runs = [r for r in runs if (since is None or r.updated_at >= since)
             and (before is None or r.updated_at <= before)]
-    marker = request.args.get("marker")
-    if marker is not None:
-        ids = [r.request_id for r in runs]
-        if marker not in ids:
-            raise exception.Invalid(f"Marker {marker} could not be found.")
-        runs = runs[ids.index(marker) + 1:]
+    runs = common.after_marker(runs, request.args.get("marker"), lambda r: r.request_id,
+                               "Marker {marker} could not be found.")
     limit = common.query_int("limit", minimum=0)
     if limit is None or len(runs) < limit or not limit:
         return runs[:limit] if limit is not None else runs, None

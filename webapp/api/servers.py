@@ -331,11 +331,7 @@ def _listed(detail: bool):
         rows = list(session.scalars(query))
         rows = server_filters.sort(server_filters.apply(
             rows, filters, lambda uuids: tags_db.of(session, uuids)), filters)
-        if marker:
-            ids = [r.uuid for r in rows]
-            if marker not in ids:
-                raise exception.Invalid(f"marker [{marker}] not found")
-            rows = rows[ids.index(marker) + 1:]
+        rows = common.after_marker(rows, marker or None, lambda r: r.uuid)
         links = None
         if limit is not None:
             if rows[limit:] and limit:
