@@ -224,11 +224,59 @@ class Instance(Base):
     key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     key_data: Mapped[str | None] = mapped_column(Text, nullable=True)
     config_drive: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Nova's system metadata: what the controller keeps about an instance that
+    # users do not set (shelved image and host, encrypted admin password, ...).
+    system_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    # Several servers created by one request share a reservation id; each has
+    # its index in it (min_count/max_count).
+    reservation_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    launch_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # While a resize or cold migration waits for confirm or revert: the flavor
+    # it came from and the one it goes to (``flavor`` is the one in effect).
+    old_flavor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    new_flavor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Migration(Base):
+    """One move of an instance between hosts (or a resize on the same host), as
+    Nova's ``migrations``: resize, migration (cold), live-migration, evacuation."""
+
+    __tablename__ = "migrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(ForeignKey("instances.uuid"), index=True)
+    migration_type: Mapped[str] = mapped_column(String(32))
+    # Nova's statuses: pre-migrating, migrating, post-migrating, finished,
+    # confirming, confirmed, reverting, reverted, error, failed, queued,
+    # preparing, running, completed, cancelling, cancelled, accepted, done.
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    source_compute: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_compute: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    old_flavor_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    new_flavor_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Live migration progress (bytes), as Nova's servers/{id}/migrations shows it.
+    memory_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    memory_processed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    memory_remaining: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_processed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_remaining: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The flow run driving the move (os-flows), and who asked.
+    flow_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    project_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
