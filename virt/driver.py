@@ -162,6 +162,28 @@ class ComputeDriver(abc.ABC):
         """The hypervisor's figures for the guest (CPU time, memory, disk I/O) in
         Nova's diagnostics shape.  Reads only; LookupError if there is no guest."""
 
+    # -- moving a disk between hosts (resize, cold migration, block migration) ------
+    # The transfer directory is shared by the hosts and the controller, as the
+    # image store is (``<data_dir>/transfers/<migration uuid>``).
+
+    @abc.abstractmethod
+    def export_disk(self, instance_uuid: str, transfer_dir: str) -> dict[str, Any]:
+        """Copy the instance's root disk (flattened, sparse where the format allows)
+        to ``<transfer_dir>/disk`` (written as ``.part``, renamed at the end); return
+        its ``path``, ``size`` and the source's ``checksum`` (as ``disk_checksum``).
+        Exported already: described, not copied again.  Raises if there is no root
+        disk.  The guest should not be writing (powered off or paused)."""
+
+    @abc.abstractmethod
+    def import_disk(self, instance_uuid: str, transfer_dir: str, root_gb: int) -> str:
+        """Make ``<transfer_dir>/disk`` the instance's root disk on this host, grown
+        to ``root_gb`` if that is larger (never shrunk: raises); return its path.
+        The root disk exists already: nothing is done."""
+
+    @abc.abstractmethod
+    def delete_export(self, transfer_dir: str) -> bool:
+        """Remove ``transfer_dir`` and what it holds; False if it was absent."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the hypervisor connection."""

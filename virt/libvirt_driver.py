@@ -389,6 +389,50 @@ class LibvirtDriver(ComputeDriver):
         guest = self._require_guest(instance_uuid)
         return guest.diagnostics("libvirt", "test" if self.is_test else self.virt_type)
 
+    def export_disk(self, instance_uuid: str, transfer_dir: str) -> dict[str, Any]:
+        disk = self._disk(instance_uuid)
+        if not disk.exists():
+            raise FileNotFoundError(f"instance {instance_uuid} has no root disk on {self.host}")
+        target = Path(transfer_dir) / ROOT_DISK
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = _partial(target)
+            # Raw test disks stay raw and sparse; qcow2 overlays are flattened, so
+            # the target needs no copy of this host's cached base image.
+            _qemu_img("convert", "-U", "-f", self.disk_format, "-O", self.disk_format,
+                      str(disk), str(partial))
+            os.replace(partial, target)
+        return {"path": str(target), "size": target.stat().st_size,
+                "checksum": _sparse_md5(disk)}
+
+    def import_disk(self, instance_uuid: str, transfer_dir: str, root_gb: int) -> str:
+        disk = self._disk(instance_uuid)
+        if disk.exists():
+            return str(disk)
+        source = Path(transfer_dir) / ROOT_DISK
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        partial = _partial(disk)
+        _qemu_img("convert", "-f", self.disk_format, "-O", self.disk_format, str(source),
+                  str(partial))
+        wanted = max(int(root_gb), 1) * 1024**3
+        info = subprocess.run(["qemu-img", "info", "--output=json", str(partial)],
+                              capture_output=True, text=True, check=True)
+        current = json.loads(info.stdout)["virtual-size"]
+        if wanted < current:
+            _remove(partial)
+            raise ValueError(f"a root disk of {current} bytes cannot shrink to {root_gb} GB")
+        if wanted > current:
+            _qemu_img("resize", "-q", "-f", self.disk_format, str(partial), str(wanted))
+        os.replace(partial, disk)
+        return str(disk)
+
+    def delete_export(self, transfer_dir: str) -> bool:
+        path = Path(transfer_dir)
+        if not path.exists():
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+
     def disk_exists(self, instance_uuid: str) -> bool:
         return self._disk(instance_uuid).exists()
 

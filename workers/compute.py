@@ -47,6 +47,7 @@ class ComputeManager:
         "snapshot_disk", "delete_snapshot", "rebuild_disk", "restore_disk", "discard_old_disk",
         "create_rescue_disk", "define_rescue", "define_normal", "delete_rescue_disk",
         "domain_disks", "disk_checksum", "console_output", "diagnostics",
+        "export_disk", "import_disk", "delete_export",
     })
     # Steps named differently from the driver method they run.
     _DRIVER_METHODS = {"prepare_image": "ensure_image_cached"}

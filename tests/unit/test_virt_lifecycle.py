@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -351,3 +352,36 @@ def test_power_off_discards_a_suspended_guests_saved_memory(host, guest):
     assert step(host, "power_off", instance_uuid=guest) is False
     step(host, "power_on", instance_uuid=guest)
     assert state(host, guest) == power_state.RUNNING
+
+
+def test_a_disk_moves_between_hosts_through_a_transfer_directory(managers, guest, tmp_path):
+    source, target = managers["compute-1"], managers["compute-2"]
+    scribble(source.driver.instances_dir / guest / "disk", 5 * 1024**2, b"moved")
+    transfer = str(tmp_path / "transfers" / "m-1")
+    started = time.monotonic()
+    exported = step(source, "export_disk", instance_uuid=guest, transfer_dir=transfer)
+    assert time.monotonic() - started < 5.0  # sparse: 1 GiB of holes is not written
+    assert exported["checksum"] == step(source, "disk_checksum", instance_uuid=guest)
+    assert step(source, "export_disk", instance_uuid=guest,
+                transfer_dir=transfer) == exported  # once
+    path = step(target, "import_disk", instance_uuid=guest, transfer_dir=transfer, root_gb=2)
+    assert Path(path).stat().st_size == 2 * 1024**3  # grown to the new flavor's disk
+    with open(path, "rb") as fh:
+        fh.seek(5 * 1024**2)
+        assert fh.read(5) == b"moved"
+    assert step(target, "import_disk", instance_uuid=guest, transfer_dir=transfer,
+                root_gb=2) == path  # once
+    assert step(target, "delete_export", transfer_dir=transfer) is True
+    assert step(target, "delete_export", transfer_dir=transfer) is False
+
+
+def test_importing_a_disk_never_shrinks_it(managers, guest, tmp_path):
+    source, target = managers["compute-1"], managers["compute-2"]
+    transfer = str(tmp_path / "transfers" / "m-2")
+    os.truncate(source.driver.instances_dir / guest / "disk", 2 * 1024**3)  # a 2 GB root disk
+    step(source, "export_disk", instance_uuid=guest, transfer_dir=transfer)
+    other = str(uuid.uuid4())
+    with pytest.raises(ValueError, match="cannot shrink"):
+        target.dispatch("import_disk", {"instance_uuid": other, "transfer_dir": transfer,
+                                        "root_gb": 1})
+    assert not step(target, "disk_checksum", instance_uuid=other)
