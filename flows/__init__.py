@@ -12,7 +12,20 @@ from typing import Any
 
 from taskflow.flow import Flow
 
-from flows import delete, launch, lock, pause, power, rebuild, rescue, snapshot
+from flows import (
+    delete,
+    evacuate,
+    launch,
+    live_migrate,
+    lock,
+    migrate,
+    pause,
+    power,
+    rebuild,
+    rescue,
+    shelve,
+    snapshot,
+)
 from flows.base import Services
 
 FACTORIES: dict[str, Callable[..., Flow]] = {
@@ -29,9 +42,19 @@ FACTORIES: dict[str, Callable[..., Flow]] = {
     "lock": lock.get_lock_flow,
     "unlock": lock.get_unlock_flow,
     "snapshot": snapshot.get_flow,
+    "backup": snapshot.get_backup_flow,
     "rebuild": rebuild.get_flow,
     "rescue": rescue.get_rescue_flow,
     "unrescue": rescue.get_unrescue_flow,
+    "shelve": shelve.get_flow,
+    "shelve_offload": shelve.get_offload_flow,
+    "unshelve": shelve.get_unshelve_flow,
+    "live_migrate": live_migrate.get_flow,
+    "evacuate": evacuate.get_flow,
+    "resize": migrate.get_resize_flow,
+    "migrate": migrate.get_migrate_flow,
+    "confirm_resize": migrate.get_confirm_flow,
+    "revert_resize": migrate.get_revert_flow,
 }
 
 

@@ -154,8 +154,9 @@ class HostStep(VmTask):
     def execute(self, instance_uuid: str, host: str) -> Any:
         return self.call(host, self.method, instance_uuid=instance_uuid)
 
-    def undo(self, host: str, method: str, instance_uuid: str, **kwargs: Any) -> None:
-        """Run ``method`` on ``host`` with ``kwargs`` (default: the instance's uuid)."""
+    def undo(self, host: str, method: str, instance_uuid: str, /, **kwargs: Any) -> None:
+        """Run ``method`` on ``host`` with ``kwargs`` (default: the instance's uuid,
+        which ``kwargs`` may repeat)."""
         with self.svc.db.read() as session:
             instance = session.get(Instance, instance_uuid)
             if instance is None or instance.task_state == task_states.DELETING:

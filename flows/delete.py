@@ -22,6 +22,7 @@ from typing import Any
 
 from taskflow.patterns import graph_flow
 
+from flows import evacuate, shelve
 from flows.base import (
     Services,
     VmTask,
@@ -74,7 +75,8 @@ class BeginDelete(VmTask):
 
 
 class FindHosts(VmTask):
-    """Every host that may hold something of the instance: its host and its claims.
+    """Every host that may hold something of the instance: its host and its
+    claims (its migrations' included: a resize's source keeps a guest).
 
     Revert: nothing to undo (reads only).
     """
@@ -84,7 +86,10 @@ class FindHosts(VmTask):
     def execute(self, instance_uuid: str) -> list[str]:
         with self.svc.db.read() as session:
             instance = session.get(Instance, instance_uuid)
-            hosts = {a.host for a in claims.allocations_of(session, instance_uuid)}
+            hosts = {a.host for a in claims.held_for(session, instance_uuid)}
+            # The dead host an instance was evacuated from is not asked (it is
+            # down); it destroys its copy when it is back (flows/evacuate.py).
+            hosts -= evacuate.stale_hosts(session, instance_uuid)
             if instance is not None and instance.host:
                 hosts.add(instance.host)
         return sorted(hosts)
@@ -114,7 +119,8 @@ class DeleteDisks(VmTask):
 
 
 class ReleaseClaims(VmTask):
-    """Release every claim the instance holds.
+    """Release every claim the instance holds, and those its migrations hold
+    (the source of a resize waiting for confirm).
 
     Revert: nothing to undo; the guest and disks are gone, so the resources
     really are free.
@@ -124,14 +130,16 @@ class ReleaseClaims(VmTask):
         with self.svc.db.write() as session:
             instance = session.get(Instance, instance_uuid)
             flavor = instance.flavor if instance is not None else None
-            released = claims.release(session, instance_uuid)
+            released = [host for consumer in claims.consumers_of(session, instance_uuid)
+                        for host in claims.release(session, consumer)]
         if flavor and self.svc.scheduler is not None:
             for host in released:
                 self.svc.scheduler.cache.consumed(host, claims.Resources.of_flavor(flavor), -1)
 
 
 class MarkDeleted(VmTask):
-    """Soft-delete the instance: it disappears from the API, its row stays.
+    """Soft-delete the instance: it disappears from the API, its row stays.  A
+    shelved instance's image goes with it (Nova deletes it too).
 
     Revert: nothing to undo; this is the last step.
     """
@@ -139,11 +147,14 @@ class MarkDeleted(VmTask):
     def execute(self, instance_uuid: str) -> None:
         with self.svc.db.write() as session:
             note = None
+            location = None
             if instances_db.mark_deleted(session, instance_uuid):
                 instance = session.get(Instance, instance_uuid)
                 session.refresh(instance)
+                location = shelve.drop_shelved_image(session, instance)
                 note = notify(self.svc, session, instance, "delete", "end")
         publish(self.svc, note)
+        shelve.remove_image_file(self.svc, location)
         LOG.info("instance %s deleted", instance_uuid)
 
 

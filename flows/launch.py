@@ -126,6 +126,9 @@ class CreateInstanceRecord(VmTask):
                 description=request.get("description"), user_data=request.get("user_data"),
                 access_ip_v4=request.get("access_ip_v4"),
                 access_ip_v6=request.get("access_ip_v6"),
+                reservation_id=request.get("reservation_id"),
+                launch_index=request.get("launch_index") or 0,
+                system_metadata=dict(request.get("system_metadata") or {}),
             ))
             session.add_all(InstanceTag(instance_uuid=instance_uuid, tag=t)
                             for t in request.get("tags") or ())
@@ -423,7 +426,8 @@ def config_drive_metadata(instance: Instance) -> dict[str, Any] | None:
         "uuid": instance.uuid, "name": instance.name,
         "hostname": hostname(instance.name),
         "availability_zone": instance.availability_zone, "project_id": instance.project_id,
-        "launch_index": 0, "meta": dict(instance.metadata_ or {}), "devices": [],
+        "launch_index": instance.launch_index or 0, "meta": dict(instance.metadata_ or {}),
+        "devices": [],
         "public_keys": keys,
         "keys": [{"name": name, "type": "ssh", "data": data} for name, data in keys.items()],
     }

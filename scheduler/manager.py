@@ -157,7 +157,9 @@ class Scheduler:
         if load != self._prefix_load or len(self._prefix) > 1024:
             self._prefix.clear()
             self._prefix_load = load
-        combined = tuple(keys)
+        # The hosts filtered are all of them, or only the one an admin asked
+        # for (select): that is part of what the outcome depends on.
+        combined = (*keys, spec.requested_host)
         found = self._prefix.get(combined)
         if found is None:
             decision = Decision(driver="", hosts=len(hosts))

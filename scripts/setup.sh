@@ -99,4 +99,27 @@ say "installing vmflow (editable, with test extras)"
 "$VENV/bin/python" -m pip install -q --progress-bar off -e '.[test]'
 
 "$VENV/bin/vmflow" --help >/dev/null || die "vmflow was installed but '$VENV/bin/vmflow --help' fails"
+
+# -- Tempest ----------------------------------------------------------------------------
+# tests/acceptance/test_tempest.py runs Tempest (scripts/tempest.sh) from a venv of its
+# own, so that its dependencies stay out of .venv.  Created here, before the tests, and
+# reused when it already holds this version (a few seconds on a re-run).
+# VMFLOW_SKIP_TEMPEST=1 leaves it out.
+TEMPEST_VENV="${TEMPEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vmflow/tempest-venv}"
+TEMPEST_VERSION="$(sed -n 's/^TEMPEST_VERSION=//p' "$ROOT/scripts/tempest.sh")"
+tempest_ok() {
+    "$TEMPEST_VENV/bin/python" -c 'import importlib.metadata as m, sys
+sys.exit(m.version("tempest") != sys.argv[1])' "$TEMPEST_VERSION" >/dev/null 2>&1 &&
+        [ -x "$TEMPEST_VENV/bin/tempest" ] && [ -x "$TEMPEST_VENV/bin/stestr" ]
+}
+if [ "${VMFLOW_SKIP_TEMPEST:-0}" = "1" ]; then
+    say "Tempest venv skipped (VMFLOW_SKIP_TEMPEST=1)"
+elif tempest_ok; then
+    say "reusing Tempest $TEMPEST_VERSION in $TEMPEST_VENV"
+else
+    say "installing Tempest $TEMPEST_VERSION into $TEMPEST_VENV"
+    "$PYTHON" -m venv --clear "$TEMPEST_VENV"
+    "$TEMPEST_VENV/bin/python" -m pip install -q --progress-bar off "tempest==$TEMPEST_VERSION"
+    tempest_ok || die "Tempest was installed into $TEMPEST_VENV but does not run"
+fi
 say "done: $VENV/bin/vmflow is ready (start it with: $VENV/bin/vmflow up)"

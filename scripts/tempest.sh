@@ -38,9 +38,17 @@ DATA_DIR="$HOME/.local/share/vmflow"
 WORKSPACE="/tmp/vmflow-tempest"
 CONCURRENCY=2
 REGEX='^tempest\.api\.compute\.(servers|flavors|limits|keypairs)\.'
-EXCLUDE='\.test_create_server_multi_nic\.'
+# Excluded (docs/compatibility.md): tests of Neutron, which vmflow does not
+# have: ServersTestMultiNic creates networks; the two security-group tests
+# add and remove Neutron security groups on a server; test_list_server_addresses
+# wants the server to have an address on a network.
+EXCLUDE='\.test_create_server_multi_nic\.|\.test_remove_server_all_security_groups\b'
+EXCLUDE+='|\.test_rescued_vm_add_remove_security_group\b|\.test_list_server_addresses\b'
 RUN=1
 TEMPEST_VENV="${TEMPEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vmflow/tempest-venv}"
+# The version the results of docs/compatibility.md and the list of
+# tests/acceptance/tempest_expected.txt are for (scripts/setup.sh installs it).
+TEMPEST_VERSION=47.0.0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -62,7 +70,7 @@ curl -sf -o /dev/null "$URL/identity/v3" || die "no identity API at $URL/identit
 
 if [ ! -x "$TEMPEST_VENV/bin/tempest" ]; then
     python3 -m venv "$TEMPEST_VENV"
-    "$TEMPEST_VENV/bin/pip" install -q tempest
+    "$TEMPEST_VENV/bin/pip" install -q "tempest==$TEMPEST_VERSION"
 fi
 TEMPEST="$TEMPEST_VENV/bin/tempest"
 PY="$TEMPEST_VENV/bin/python"

@@ -185,5 +185,77 @@ class ComputeDriver(abc.ABC):
         """Remove ``transfer_dir`` and what it holds; False if it was absent."""
 
     @abc.abstractmethod
+    def set_disk_aside(self, instance_uuid: str) -> bool:
+        """Set the root disk aside as ``rebuild_disk`` does (a resize on the same
+        host imports its grown copy in its place); ``restore_disk`` puts it back,
+        ``discard_old_disk`` deletes it.  False if it is set aside already (or
+        there is no root disk)."""
+
+    # -- shelve ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_disk_from_snapshot(self, instance_uuid: str, image: dict[str, Any],
+                                  root_gb: int) -> str:
+        """Create the instance's root disk holding ``image``'s contents (a snapshot
+        of an instance's own disk: the shelved image an unshelve boots from, or
+        puts back when an offload is undone), at least ``root_gb``; return its
+        path.  Unlike ``create_disk``, the contents survive on every hypervisor,
+        simulated ones included.  Already there: nothing is done."""
+
+    # -- live migration -------------------------------------------------------------
+    # Simulated hosts (the test driver) are moved by the conductor's model of a
+    # live migration (flows/live_migrate.py) with the calls above; real
+    # hypervisors move the guest themselves, driven from the source host.
+
+    @abc.abstractmethod
+    def disk_exists(self, instance_uuid: str) -> bool:
+        """Whether the instance's root disk is in this host's instance storage (on
+        a live migration's target: whether that storage is shared with the
+        source).  A read."""
+
+    @abc.abstractmethod
+    def live_migration_uri(self) -> str | None:
+        """The URI a source hypervisor migrates guests to this host with; None for a
+        simulated host (its guests are moved by the conductor's model)."""
+
+    @abc.abstractmethod
+    def live_migration_start(self, instance_uuid: str, dest_uri: str,
+                             block_migration: bool) -> None:
+        """Start moving the running guest to ``dest_uri`` (live, peer to peer, the
+        definition persisted there and removed here; with ``block_migration`` the
+        root disk is copied as well) and return at once; ``live_migration_progress``
+        follows it.  Under way already: nothing is done."""
+
+    @abc.abstractmethod
+    def live_migration_progress(self, instance_uuid: str) -> dict[str, Any]:
+        """``state`` of the migration started here ("running", "completed",
+        "failed", "cancelled" or "none"), its ``error``, and the bytes of memory and
+        disk: ``memory_total``/``processed``/``remaining``, ``disk_*``.  A read."""
+
+    @abc.abstractmethod
+    def live_migration_abort(self, instance_uuid: str) -> bool:
+        """Cancel the migration under way (the guest stays here); False if none is."""
+
+    @abc.abstractmethod
+    def live_migration_force_complete(self, instance_uuid: str) -> bool:
+        """Pause the guest so the migration under way converges (Nova's
+        force-complete); False if none is under way."""
+
+    # -- evacuate from a dead host onto shared instance storage --------------------
+    # With ``shared_instance_storage`` every host's instance directory
+    # (``<data_dir>/hosts/<host>/instances``) is on storage all hosts mount.
+
+    @abc.abstractmethod
+    def adopt_disk(self, instance_uuid: str, from_host: str) -> str:
+        """Take the instance's root disk out of ``from_host``'s instance directory
+        (that host is down) as this host's own, contents unchanged; return its
+        path.  Taken already: nothing is done.  Raises if neither host has it."""
+
+    @abc.abstractmethod
+    def return_disk(self, instance_uuid: str, to_host: str) -> bool:
+        """Undo ``adopt_disk``: put the root disk back in ``to_host``'s instance
+        directory and remove this host's; False if this host had none."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the hypervisor connection."""

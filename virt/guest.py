@@ -149,6 +149,34 @@ class Guest:
             raise GuestNotRunning(f"guest {self.uuid} is shut off and has no saved state")
         self._domain.create()
 
+    def migrate(self, dest_uri: str, block_migration: bool) -> None:
+        """Move the running guest to the hypervisor at ``dest_uri``, live and peer
+        to peer, its definition persisted there and removed here; with
+        ``block_migration`` its root disk (vda) is copied too.  Blocks until the
+        guest has moved, or the migration failed or was aborted (libvirtError)."""
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+                 | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+        params: dict[str, Any] = {}
+        if block_migration:
+            flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = ["vda"]
+        self._domain.migrateToURI3(dest_uri, params, flags)
+
+    def job_stats(self) -> dict[str, Any]:
+        """The figures of the job under way (a migration's bytes), {} if none."""
+        try:
+            return dict(self._domain.jobStats())
+        except libvirt.libvirtError:
+            return {}
+
+    def abort_job(self) -> bool:
+        """Cancel the job under way (a migration); False if there was none."""
+        try:
+            self._domain.abortJob()
+        except libvirt.libvirtError:
+            return False
+        return True
+
     def _require_active(self, verb: str) -> None:
         if not self.is_active():
             raise GuestNotRunning(f"cannot {verb} guest {self.uuid}: it is not running")

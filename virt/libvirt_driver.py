@@ -23,10 +23,12 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import string
 import subprocess
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,12 @@ from virt import configdrive, domain_xml
 from virt.driver import ComputeDriver
 from virt.guest import Guest
 from vmflow.states import power_state
+
+
+def domain_xml_hostname(name: str) -> str:
+    """The host name a guest named ``name`` would print at its login prompt."""
+    text = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-.")[:63].rstrip("-")
+    return text or "server"
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions
 
@@ -158,6 +166,9 @@ class LibvirtDriver(ComputeDriver):
         self._hypervisor_version = hypervisor_version
         self._conn = libvirt.open(uri)
         self._cache_lock = threading.Lock()
+        # Live migrations of real guests started here: uuid -> {state, error}.
+        self._migrations: dict[str, dict[str, Any]] = {}
+        self._migrations_lock = threading.Lock()
 
     # -- lookups --------------------------------------------------------------------
 
@@ -279,7 +290,37 @@ class LibvirtDriver(ComputeDriver):
         return True
 
     def power_on(self, instance_uuid: str) -> None:
-        self._require_guest(instance_uuid).launch()
+        guest = self._require_guest(instance_uuid)
+        was_running = guest.is_active()
+        guest.launch()
+        if self.is_test and not was_running:
+            self._synthetic_boot_log(instance_uuid, guest)
+
+    def _synthetic_boot_log(self, instance_uuid: str, guest: Guest) -> None:
+        """Append to a test-driver guest's console.log the lines a booting guest
+        would print on its serial console (its name, uuid, a login prompt).
+
+        A guest of the libvirt test driver runs nothing, so nothing writes its
+        console; without this, console output (os-getConsoleOutput) would
+        always be empty.  The log is synthetic and says so in its first line;
+        real guests' logs are written by QEMU (the domain's serial console).
+        """
+        match = re.search(r"<\w+:name>([^<]*)</\w+:name>", guest._domain.XMLDesc())
+        name = match.group(1) if match else f"instance-{instance_uuid}"
+        host_name = domain_xml_hostname(name)
+        lines = [
+            f"[vmflow] synthetic console log: simulated guest on {self.host} "
+            "(libvirt test driver; no guest OS runs)",
+            f"[    0.000000] Booting instance-{instance_uuid} ({name})",
+            f"[    0.000000] DMI: OpenStack Foundation OpenStack Nova, uuid {instance_uuid}",
+            f"[    1.000000] Hostname set to <{host_name}>",
+            "",
+            f"{host_name} login: ",
+        ]
+        log = self._instance_dir(instance_uuid) / "console.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as out:
+            out.write("\n".join(lines) + "\n")
 
     def power_off(self, instance_uuid: str) -> bool:
         guest = self._guest(instance_uuid)
@@ -381,9 +422,13 @@ class LibvirtDriver(ComputeDriver):
     def console_output(self, instance_uuid: str, length: int | None = None) -> str:
         log = self._instance_dir(instance_uuid) / "console.log"
         if not log.exists():
-            return ""  # test-driver guests have no serial console
-        lines = log.read_text(errors="replace").splitlines(keepends=True)
-        return "".join(lines[-length:] if length else lines)
+            return ""  # not booted since it was defined
+        text = log.read_text(errors="replace")
+        if length is None:
+            return text
+        # As Nova's compute manager cuts the tail: the last ``length`` pieces
+        # between newlines (so a log ending in a newline gives length - 1 lines).
+        return "\n".join(text.split("\n")[-length:]) if length > 0 else ""
 
     def diagnostics(self, instance_uuid: str) -> dict[str, Any]:
         guest = self._require_guest(instance_uuid)
@@ -426,6 +471,13 @@ class LibvirtDriver(ComputeDriver):
         os.replace(partial, disk)
         return str(disk)
 
+    def set_disk_aside(self, instance_uuid: str) -> bool:
+        disk, aside = self._disk(instance_uuid), self._disk(instance_uuid, PRE_REBUILD_DISK)
+        if aside.exists() or not disk.exists():
+            return False
+        os.replace(disk, aside)
+        return True
+
     def delete_export(self, transfer_dir: str) -> bool:
         path = Path(transfer_dir)
         if not path.exists():
@@ -433,8 +485,118 @@ class LibvirtDriver(ComputeDriver):
         shutil.rmtree(path, ignore_errors=True)
         return True
 
+    def create_disk_from_snapshot(self, instance_uuid: str, image: dict[str, Any],
+                                  root_gb: int) -> str:
+        disk = self._disk(instance_uuid)
+        if not self.is_test or disk.exists():  # a qcow2 overlay keeps the image's contents
+            return self._create_disk_file(disk, image, max(int(root_gb), 1))
+        # Raw test disks: the image's contents copied in, grown to the flavor's size.
+        source = self.ensure_image_cached(image)
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        partial = _partial(disk)
+        _qemu_img("convert", "-f", image.get("disk_format", "qcow2"), "-O", "raw", source,
+                  str(partial))
+        wanted = max(int(root_gb), 1) * 1024**3
+        if partial.stat().st_size < wanted:
+            _qemu_img("resize", "-q", "-f", "raw", str(partial), str(wanted))
+        os.replace(partial, disk)
+        return str(disk)
+
     def disk_exists(self, instance_uuid: str) -> bool:
         return self._disk(instance_uuid).exists()
+
+    # -- live migration of real guests (simulated hosts: flows/live_migrate.py) ----
+
+    def live_migration_uri(self) -> str | None:
+        if self.is_test:
+            return None
+        if urllib.parse.urlsplit(self.uri).hostname:  # a remote URI reaches it already
+            return self.uri
+        return f"qemu+tcp://{self.host}/system"
+
+    def live_migration_start(self, instance_uuid: str, dest_uri: str,
+                             block_migration: bool) -> None:
+        self._require_real("live migration")
+        with self._migrations_lock:
+            under_way = self._migrations.get(instance_uuid)
+            if under_way is not None and under_way["state"] == "running":
+                return
+            guest = self._require_guest(instance_uuid)
+            job = {"state": "running", "error": None}
+            self._migrations[instance_uuid] = job
+        threading.Thread(target=self._migrate, args=(guest, dest_uri, block_migration, job),
+                         name=f"migrate-{instance_uuid}", daemon=True).start()
+
+    @staticmethod
+    def _migrate(guest: Guest, dest_uri: str, block_migration: bool,
+                 job: dict[str, Any]) -> None:
+        try:
+            guest.migrate(dest_uri, block_migration)
+            job["state"] = "completed"
+        except libvirt.libvirtError as err:
+            aborted = err.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED
+            job.update(state="cancelled" if aborted else "failed", error=str(err))
+
+    def live_migration_progress(self, instance_uuid: str) -> dict[str, Any]:
+        job = self._migrations.get(instance_uuid) or {"state": "none", "error": None}
+        found = dict(job)
+        guest = self._guest(instance_uuid) if job["state"] == "running" else None
+        stats = guest.job_stats() if guest is not None else {}
+        for key in ("memory_total", "memory_processed", "memory_remaining", "disk_total",
+                    "disk_processed", "disk_remaining"):
+            found[key] = stats.get(key)
+        return found
+
+    def live_migration_abort(self, instance_uuid: str) -> bool:
+        self._require_real("live migration")
+        guest = self._guest(instance_uuid)
+        job = self._migrations.get(instance_uuid)
+        if guest is None or job is None or job["state"] != "running":
+            return False
+        return guest.abort_job()
+
+    def live_migration_force_complete(self, instance_uuid: str) -> bool:
+        self._require_real("live migration")
+        guest = self._guest(instance_uuid)
+        job = self._migrations.get(instance_uuid)
+        if guest is None or job is None or job["state"] != "running":
+            return False
+        guest.pause()  # no more dirty pages: the copy converges
+        return True
+
+    def _require_real(self, what: str) -> None:
+        if self.is_test:
+            raise NotImplementedError(f"{what} of simulated guests is modelled by the "
+                                      "conductor, not done by the test driver")
+
+    def _peer_disk(self, instance_uuid: str, host: str) -> Path:
+        """The root disk of ``instance_uuid`` in ``host``'s instance directory, on
+        the instance storage the hosts share."""
+        if not host or Path(host).name != host:
+            raise ValueError(f"host {host!r} is not a plain name")
+        return self.state_dir.parent / host / "instances" / instance_uuid / ROOT_DISK
+
+    def adopt_disk(self, instance_uuid: str, from_host: str) -> str:
+        disk = self._disk(instance_uuid)
+        if disk.exists():
+            return str(disk)
+        source = self._peer_disk(instance_uuid, from_host)
+        if not source.exists():
+            raise FileNotFoundError(f"instance {instance_uuid} has no root disk on {from_host}'s "
+                                    "shared instance storage")
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, disk)
+        return str(disk)
+
+    def return_disk(self, instance_uuid: str, to_host: str) -> bool:
+        disk = self._disk(instance_uuid)
+        if not disk.exists():
+            return False
+        target = self._peer_disk(instance_uuid, to_host)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(disk, target)
+        shutil.rmtree(self._instance_dir(instance_uuid), ignore_errors=True)
+        return True
 
     def close(self) -> None:
         try:

@@ -14,20 +14,24 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from taskflow import states as tf_states
 
 import flows
 from flows import delete as delete_flow
 from flows import engine as flow_engine
+from flows import evacuate as evacuate_flow
 from flows import launch as launch_flow
+from flows import live_migrate as live_migrate_flow
 from flows.base import Services
 from vmflow import exception, policy
 from vmflow.config import Config
 from vmflow.context import RequestContext
 from vmflow.db import instances as instances_db
+from vmflow.db import leases, moves
 from vmflow.db.flowstore import FlowStore
-from vmflow.db.models import Instance
+from vmflow.db.models import Instance, Migration
 from vmflow.db.session import Database
 from vmflow.notifications import Notifier
 from vmflow.states import task_states, vm_states
@@ -48,14 +52,24 @@ RULES: dict[str, str] = {
     "suspend": "os_compute_api:os-suspend-server:suspend",
     "resume": "os_compute_api:os-suspend-server:resume",
     "snapshot": "os_compute_api:servers:create_image",
+    "backup": "os_compute_api:os-create-backup",
     "rebuild": "os_compute_api:servers:rebuild",
     "rescue": "os_compute_api:os-rescue",
     "unrescue": "os_compute_api:os-unrescue",
+    "live_migrate": "os_compute_api:os-migrate-server:migrate_live",
     "lock": "os_compute_api:os-lock-server:lock",
     "unlock": "os_compute_api:os-lock-server:unlock",
     "delete": "os_compute_api:servers:delete",
     "console_output": "os_compute_api:os-console-output",
     "diagnostics": "os_compute_api:os-server-diagnostics",
+    "resize": "os_compute_api:servers:resize",
+    "migrate": "os_compute_api:os-migrate-server:migrate",
+    "confirm_resize": "os_compute_api:servers:confirm_resize",
+    "revert_resize": "os_compute_api:servers:revert_resize",
+    "shelve": "os_compute_api:os-shelve:shelve",
+    "shelve_offload": "os_compute_api:os-shelve:shelve_offload",
+    "unshelve": "os_compute_api:os-shelve:unshelve",
+    "evacuate": "os_compute_api:os-evacuate",
 }
 UNLOCK_OVERRIDE = "os_compute_api:os-lock-server:unlock:unlock_override"
 
@@ -89,11 +103,15 @@ class ComputeAPI:
                key_name: str | None = None, key_data: str | None = None,
                config_drive: bool = False, user_data: str | None = None,
                host: str | None = None, access_ip_v4: str | None = None,
-               access_ip_v6: str | None = None) -> str:
+               access_ip_v6: str | None = None, reservation_id: str | None = None,
+               launch_index: int = 0, system_metadata: dict[str, str] | None = None) -> str:
         """Admit a launch (validate, quota, record) and start it; returns the uuid.
 
         ``key_name``/``key_data``: the caller's key pair (checked by the API) and
-        its public key, copied onto the instance.
+        its public key, copied onto the instance.  ``reservation_id``,
+        ``launch_index``: the create request that asked for it (shared by the
+        servers of one request) and its place among them; ``system_metadata``:
+        the instance's first system metadata (``disk_config``).
         """
         instance_uuid = str(uuid.uuid4())
         request = {"name": name, "flavor_ref": str(flavor_ref), "image_ref": image_ref,
@@ -102,7 +120,9 @@ class ComputeAPI:
                    "group": group, "description": description, "tags": tags or [],
                    "key_name": key_name, "key_data": key_data, "config_drive": config_drive,
                    "user_data": user_data, "host": host,
-                   "access_ip_v4": access_ip_v4, "access_ip_v6": access_ip_v6}
+                   "access_ip_v4": access_ip_v4, "access_ip_v6": access_ip_v6,
+                   "reservation_id": reservation_id, "launch_index": launch_index,
+                   "system_metadata": system_metadata or {}}
         params = {"max_attempts": self.cfg.max_attempts,
                   "poll_attempts": self.cfg.spawn_poll_attempts}
         detail = self.store.create_run(name="launch", operation="launch",
@@ -191,6 +211,100 @@ class ComputeAPI:
             raise
         LOG.info("accepted %s of %s as flow %s", name, instance_uuid, detail.uuid)
 
+    # -- live migration (flows/live_migrate.py) ---------------------------------------
+
+    def live_migrate(self, ctx: RequestContext, instance_uuid: str, *, host: str | None,
+                     block_migration: bool | None, force: bool = False) -> str:
+        """Start a live migration, or refuse it before anything is recorded: the
+        refusals of :meth:`act`, then 400 (with the reason) when the source's
+        compute service is down or the requested ``host`` cannot take the guest
+        (``live_migrate.check_destination``).  The migration ("queued") is
+        recorded with the task_state change.  Returns the migration's uuid."""
+        migration_uuid = str(uuid.uuid4())
+
+        def check_and_record(session: Session, instance: Instance) -> None:
+            if host:
+                self._authorize(ctx, RULES["live_migrate"] + ":host", instance)
+            live_migrate_flow.check_source(session, self.cfg, instance)
+            if host:
+                live_migrate_flow.check_destination(session, self.cfg, instance, host)
+            moves.create(session, instance_uuid, moves.LIVE_MIGRATION, "queued",
+                         source_compute=instance.host, dest_compute=host,
+                         old_flavor_id=instance.flavor_id, new_flavor_id=instance.flavor_id,
+                         user_id=ctx.user_id, project_id=ctx.project_id,
+                         migration_uuid=migration_uuid)
+
+        self.act(ctx, instance_uuid, "live_migrate", prepare=check_and_record,
+                 inputs={"migration_uuid": migration_uuid, "requested_host": host,
+                         "block_migration": block_migration, "force": bool(force)})
+        return migration_uuid
+
+    def abort_live_migration(self, ctx: RequestContext, instance_uuid: str, migration_id: int,
+                             *, queued_too: bool) -> None:
+        """Abort an in-progress live migration: 404 (instance or migration of it
+        unknown), 403 (policy), 409 (locked, or not migrating), 400 unless the
+        migration is running (or, ``queued_too`` (2.65), queued or preparing).
+        The migration becomes "cancelling" and its flow run is rolled back: the
+        guest stays on (or returns to) the source, and the migration ends
+        "cancelled"."""
+        with self.db.write() as session:
+            instance = self._migrating(session, ctx, instance_uuid,
+                                       "os_compute_api:servers:migrations:delete",
+                                       "abort live migration")
+            migration = self._live_migration(session, instance_uuid, migration_id)
+            allowed = live_migrate_flow.ABORTABLE if queued_too else ("running",)
+            if migration.status not in allowed or not moves.set_status(
+                    session, migration.uuid, live_migrate_flow.CANCELLING,
+                    expected=migration.status):
+                raise exception.InvalidMigrationState(
+                    migration_id=migration_id, instance_uuid=instance.uuid,
+                    state=migration.status, method="abort live migration")
+            flow_id = migration.flow_id or live_migrate_flow.run_of(session, instance_uuid)
+            if flow_id is not None:
+                leases.request_rollback(session, flow_id)
+        if flow_id is not None:
+            self.resume(flow_id)
+        LOG.info("abort of live migration %s of %s requested", migration_id, instance_uuid)
+
+    def force_complete_live_migration(self, ctx: RequestContext, instance_uuid: str,
+                                      migration_id: int) -> None:
+        """Ask a running live migration to complete now: 404, 403, 409 (locked, not
+        ACTIVE and migrating), 400 unless the migration is running."""
+        with self.db.write() as session:
+            instance = self._migrating(session, ctx, instance_uuid,
+                                       "os_compute_api:servers:migrations:force_complete",
+                                       "force_complete", vm_state=vm_states.ACTIVE)
+            migration = self._live_migration(session, instance_uuid, migration_id)
+            if migration.status != "running":
+                raise exception.InvalidMigrationState(
+                    migration_id=migration_id, instance_uuid=instance.uuid,
+                    state=migration.status, method="force complete")
+            instance.system_metadata = {**(instance.system_metadata or {}),
+                                        live_migrate_flow.FORCE_COMPLETE_KEY: migration.uuid}
+        LOG.info("live migration %s of %s: completion forced", migration_id, instance_uuid)
+
+    def _migrating(self, session: Session, ctx: RequestContext, instance_uuid: str, rule: str,
+                   action: str, vm_state: str | None = None) -> Instance:
+        instance = self._owned(session, ctx, instance_uuid)
+        self._authorize(ctx, rule, instance)
+        self._check_unlocked(ctx, instance)
+        if instance.task_state != task_states.MIGRATING or (
+                vm_state is not None and instance.vm_state != vm_state):
+            raise exception.InstanceInvalidState(
+                action=action, instance_id=instance_uuid, vm_state=instance.vm_state,
+                task_state=instance.task_state)
+        return instance
+
+    @staticmethod
+    def _live_migration(session: Session, instance_uuid: str, migration_id: int) -> Migration:
+        row = session.scalar(select(Migration).where(
+            Migration.id == migration_id, Migration.instance_uuid == instance_uuid,
+            Migration.migration_type == moves.LIVE_MIGRATION, Migration.deleted.is_(False)))
+        if row is None:
+            raise exception.MigrationNotFoundForInstance(migration_id=migration_id,
+                                                         instance_id=instance_uuid)
+        return row
+
     @staticmethod
     def _owned(session: Session, ctx: RequestContext, instance_uuid: str) -> Instance:
         return instances_db.get(session, instance_uuid,
@@ -218,6 +332,24 @@ class ComputeAPI:
             raise exception.InstanceInvalidState(
                 action=action.api, instance_id=instance.uuid, vm_state=instance.vm_state,
                 task_state=instance.task_state)
+
+    def evacuate(self, ctx: RequestContext, instance_uuid: str, *, host: str | None,
+                 force: bool = False, on_shared_storage: bool | None = None) -> None:
+        """Rebuild the instance on another host because its own is down (409 while
+        it is up); ``host``: the target an admin names (404 unknown, 400 the
+        instance's own or down), checked by the scheduler's filters unless
+        ``force``.  The migration record is made in the compare-and-swap's
+        transaction, so a refusal leaves nothing (``flows.evacuate.admit``)."""
+        migration_uuid = str(uuid.uuid4())
+
+        def prepare(session: Session, instance: Instance) -> dict[str, Any]:
+            return evacuate_flow.admit(session, self.cfg, ctx, instance, migration_uuid,
+                                       host=host, force=force,
+                                       on_shared_storage=on_shared_storage)
+
+        self.act(ctx, instance_uuid, "evacuate", prepare=prepare,
+                 inputs={"migration_uuid": migration_uuid, "requested_host": host,
+                         "force": force})
 
     # -- reads from the instance's host (no flow: nothing changes) --------------------
 

@@ -135,6 +135,11 @@ class Config:
     # only reported when False (the guests of instances that now live on
     # another host are always destroyed).
     destroy_unknown_guests: bool = True
+    # Evacuate: True when every host's instance directory (<data_dir>/hosts/<host>/
+    # instances) is on storage all hosts mount, so an instance evacuated from a
+    # dead host keeps its disk; False (the default): it is rebuilt on its new
+    # host from its image, as Nova does without shared storage.
+    shared_instance_storage: bool = False
     # Quotas: every project's default hard limits (Nova's defaults; -1 is
     # unlimited).  An admin overrides them per project (os-quota-sets).
     quota_instances: int = 10
@@ -162,9 +167,27 @@ class Config:
     # Crash tests: "<step>:before-save" or "<step>:after-save" ends the process
     # driving the flow at that point, as kill -9 would.
     inject_crash: str = ""
+    # Resize and cold migration (flows/migrate.py): whether a resize may choose
+    # the instance's own host (a cold migration never does), and after how many
+    # seconds a resize left waiting in VERIFY_RESIZE is confirmed by the
+    # conductor (0: never), as Nova's options of the same names.
+    allow_resize_to_same_host: bool = False
+    resize_confirm_window: float = 0
     # Lifecycle operations: how long a guest gets to shut down (ACPI) before it is
     # powered off (stop, soft reboot), as Nova's shutdown_timeout.
     shutdown_timeout: float = 60.0
+    # Shelve, as Nova's options: seconds a SHELVED instance keeps its host before
+    # it is offloaded (0: at once, in the shelve itself; -1: never, until an
+    # admin's shelveOffload), and how often the conductor looks for instances
+    # due (shelved_poll_interval, seconds).
+    shelved_offload_time: int = 0
+    shelved_poll_interval: float = 3600.0
+    # Live migration between simulated hosts (libvirt's test driver): how long
+    # the modelled memory (and, for a block migration, disk) transfer takes.
+    # Progress is recorded in the migration in a few increments meanwhile, and
+    # it can be aborted or forced to complete.  Real hypervisors take as long
+    # as libvirt's migration takes.
+    live_migration_simulated_seconds: float = 2.0
     # Authorization: rule name -> check string, replacing the defaults (see
     # vmflow/policy.py and `vmflow policy list`), e.g.
     # [policy]

@@ -136,3 +136,19 @@ class GaveUp(VmflowError):
     (each time its conductor died): it is not driven again."""
 
     message = "Gave up on {operation} after {attempts} attempts (its conductor died each time)"
+
+
+class MigrationPreCheckError(Invalid):
+    """A live migration that cannot start: the destination does not suit the
+    instance (400, as Nova answers its pre-checks)."""
+
+    message = "Migration pre-check error: {reason}"
+
+
+class MigrationNotFoundForInstance(NotFound):
+    message = "Migration {migration_id} not found for instance {instance_id}"
+
+
+class InvalidMigrationState(Invalid):
+    message = ("Migration {migration_id} of instance {instance_uuid} is {state}: "
+               "cannot {method} while the migration is in this state.")

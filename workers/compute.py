@@ -48,6 +48,11 @@ class ComputeManager:
         "create_rescue_disk", "define_rescue", "define_normal", "delete_rescue_disk",
         "domain_disks", "disk_checksum", "console_output", "diagnostics",
         "export_disk", "import_disk", "delete_export",
+        "disk_exists", "live_migration_uri", "live_migration_start",
+        "live_migration_progress", "live_migration_abort", "live_migration_force_complete",
+        "set_disk_aside",
+        "create_disk_from_snapshot",
+        "adopt_disk", "return_disk",
     })
     # Steps named differently from the driver method they run.
     _DRIVER_METHODS = {"prepare_image": "ensure_image_cached"}

@@ -23,14 +23,17 @@ from taskflow import states as tf_states
 
 import flows
 from flows import engine as flow_engine
+from flows import evacuate as evacuate_flow
+from flows import migrate as migrate_flow
+from flows import shelve as shelve_flow
 from flows.base import Services
 from scheduler.host_state import HostStateCache
 from scheduler.manager import Scheduler
 from vmflow import context, exception
 from vmflow.config import Config
+from vmflow.db import claims, leases, moves
 from vmflow.db import hosts as hosts_db
 from vmflow.db import instances as instances_db
-from vmflow.db import leases
 from vmflow.db.flowstore import FlowStore
 from vmflow.db.models import Allocation, FlowRun, Instance
 from vmflow.db.session import Database
@@ -50,6 +53,8 @@ CONDUCTOR_BINARY = "vmflow-conductor"
 STARTING_GRACE = 5.0
 # Seconds between checks for operators' rollbacks of the runs driven here.
 ROLLBACK_CHECK = 1.0
+# Seconds between looks for resizes due for automatic confirmation.
+CONFIRM_CHECK = 1.0
 
 
 class Conductor:
@@ -232,10 +237,18 @@ class Conductor:
             instance = session.get(Instance, instance_uuid)
             if instance is None:
                 return "its instance does not exist"
+            # A move's claims count as the instance's: the migration holds the
+            # source's while the instance holds the target's; and the last
+            # move's two hosts are the instance's while it settles (a confirm
+            # or revert cleans up the side it left: flows/migrate.py).
             if instance.host != host and not session.scalar(
-                    select(Allocation.id).where(Allocation.instance_uuid == instance_uuid,
-                                                Allocation.host == host)):
-                return f"its instance lives on {instance.host}, not {host}"
+                    select(Allocation.id).where(
+                        Allocation.instance_uuid.in_(claims.consumers_of(session,
+                                                                         instance_uuid)),
+                        Allocation.host == host)):
+                last = moves.latest(session, instance_uuid)
+                if last is None or host not in (last.source_compute, last.dest_compute):
+                    return f"its instance lives on {instance.host}, not {host}"
         return None
 
     def report_host(self, host: str, report: dict) -> None:
@@ -255,6 +268,7 @@ class Conductor:
         for message in messages:
             self.services.notifier.publish(message)
         self._clean_up_guests(host, unknown, elsewhere)
+        evacuate_flow.destroy_evacuated(self.services, host)  # stale copies of evacuees
         if report.get("starting"):
             self.resolve_stranded(host, grace=STARTING_GRACE)
 
@@ -305,7 +319,9 @@ class Conductor:
         nobody drives (their conductor died, or their message was lost)."""
         lease = self.cfg.flow_lease_seconds
         jobs = [(self.cfg.report_interval, self.heartbeat), (lease / 3, self.renew_leases),
-                (lease, self.reap), (ROLLBACK_CHECK, self.watch_rollbacks)]
+                (lease, self.reap), (ROLLBACK_CHECK, self.watch_rollbacks),
+                (self.cfg.shelved_poll_interval, self.offload_shelved),
+                (CONFIRM_CHECK, self.confirm_resizes)]
         due = [time.monotonic() + every for every, _job in jobs]
         while not self._stop.wait(min(every for every, _job in jobs)):
             now = time.monotonic()
@@ -376,6 +392,7 @@ class Conductor:
                     instance = session.get(Instance, uuid_)
                     instances_db.add_fault(session, uuid_, code=500, message=message,
                                            host=instance.host)
+                    migrate_flow.let_go(session, uuid_, task_state)
         return [f[0] for f in found]
 
     def reap(self) -> int:
@@ -390,6 +407,30 @@ class Conductor:
             self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
         self.resolve_stranded()
         return len(ids)
+
+    def offload_shelved(self) -> list[str]:
+        """Offload the instances SHELVED for ``shelved_offload_time`` seconds or
+        more (Nova's periodic task; 0 offloads in the shelve itself, -1 never);
+        returns the flow runs started."""
+        if self.cfg.shelved_offload_time <= 0:
+            return []
+        started = shelve_flow.start_due_offloads(self.services, self.store,
+                                                 self.cfg.shelved_offload_time)
+        for flow_id in started:
+            self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
+        return started
+
+    def confirm_resizes(self) -> list[str]:
+        """Confirm the resizes and migrations left in VERIFY_RESIZE for
+        ``resize_confirm_window`` seconds or more (0: never, Nova's default);
+        returns the flow runs started."""
+        if self.cfg.resize_confirm_window <= 0:
+            return []
+        started = migrate_flow.start_due_confirms(self.services, self.store,
+                                                  self.cfg.resize_confirm_window)
+        for flow_id in started:
+            self.app.send_task(RUN_FLOW_TASK, args=[flow_id])
+        return started
 
     def stop(self) -> None:
         self._stop.set()

@@ -59,8 +59,9 @@ CASES = [
      400, "metadata"),
     ("negative count", _server(name="a", flavorRef="1", imageRef=IMAGE, min_count=0), 400,
      "less than the minimum of 1"),
-    ("several servers", _server(name="a", flavorRef="1", imageRef=IMAGE, max_count=3), 400,
-     "several servers"),
+    ("more at least than at most", _server(name="a", flavorRef="1", imageRef=IMAGE,
+                                           min_count=3, max_count=2), 400,
+     "min_count must be <= max_count"),
     ("a real network", _server(name="a", flavorRef="1", imageRef=IMAGE,
                                networks=[{"uuid": str(uuid.uuid4())}]), 400, "Networking"),
 ]

@@ -86,8 +86,13 @@ def test_every_changing_task_says_how_it_reverts():
 
 # What each operation's flow needs besides instance_uuid (the API supplies it).
 _INPUTS = {"launch": {"request"}, "delete": set(), "lock": {"locked_by", "reason"},
-           "snapshot": {"image_id"}, "rebuild": {"image", "new_name"},
-           "rescue": {"rescue_image"}}
+           "snapshot": {"image_id"}, "backup": {"image_id"}, "rebuild": {"image", "new_name"},
+           "rescue": {"rescue_image"},
+           "shelve": {"image_id"}, "shelve_offload": {"image_id"},
+           "evacuate": {"migration_uuid", "requested_host", "force"},
+           "live_migrate": {"migration_uuid", "requested_host", "block_migration", "force"},
+           "resize": {"migration_uuid", "new_flavor", "requested_host"},
+           "migrate": {"migration_uuid", "new_flavor", "requested_host"}}
 
 
 def test_every_operation_on_an_instance_is_a_framed_flow():

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vmflow.db.models import Allocation, ComputeNode, utcnow
+from vmflow.db.models import Allocation, ComputeNode, Migration, utcnow
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,32 @@ def release(session: Session, instance_uuid: str, host: str | None = None) -> li
 def allocations_of(session: Session, instance_uuid: str) -> list[Allocation]:
     return list(session.scalars(select(Allocation).where(
         Allocation.instance_uuid == instance_uuid)))
+
+
+# -- moves (resize, cold migration): Nova's "migration as consumer" ----------------------
+# While a move is under way the source's claim is held by the migration's uuid
+# and the instance's uuid holds the target's; confirm releases the migration's,
+# revert releases the target's and gives the source's back to the instance.
+
+def move_to(session: Session, from_consumer: str, to_consumer: str, host: str) -> bool:
+    """Hand ``from_consumer``'s claim on ``host`` to ``to_consumer`` (usage is
+    unchanged); False if there was none to hand over (handed over already)."""
+    return session.execute(
+        update(Allocation).where(Allocation.instance_uuid == from_consumer,
+                                 Allocation.host == host)
+        .values(instance_uuid=to_consumer)
+        .execution_options(synchronize_session=False)).rowcount == 1
+
+
+def consumers_of(session: Session, instance_uuid: str) -> list[str]:
+    """The instance's uuid and those of its migrations that hold claims."""
+    moves = select(Migration.uuid).where(Migration.instance_uuid == instance_uuid)
+    held = session.scalars(select(Allocation.instance_uuid).where(
+        Allocation.instance_uuid.in_(moves)).distinct())
+    return [instance_uuid, *held]
+
+
+def held_for(session: Session, instance_uuid: str) -> list[Allocation]:
+    """Every claim held for the instance: its own and its migrations'."""
+    return list(session.scalars(select(Allocation).where(
+        Allocation.instance_uuid.in_(consumers_of(session, instance_uuid)))))

@@ -42,6 +42,8 @@ class Filters:
     size_min: int | None = None
     size_max: int | None = None
     tags: list[str] = dataclasses.field(default_factory=list)
+    # Custom properties that must hold these values (Glance's flattened filters).
+    properties: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _visible_to(project_id: str | None):
@@ -71,7 +73,7 @@ def listing(session: Session, project_id: str | None, filters: Filters,
     is cut after ``marker`` (which must be an image of the listing's sort, else
     400), then the page's rows are loaded.
     """
-    query = select(Image.id, Image.tags).where(Image.status != DELETED)
+    query = select(Image.id, Image.tags, Image.properties).where(Image.status != DELETED)
     visible = _visible_to(project_id)
     if visible is not None:
         query = query.where(visible)
@@ -93,8 +95,10 @@ def listing(session: Session, project_id: str | None, filters: Filters,
              for key, direction in sort]
     if not any(key == "id" for key, _ in sort):
         order.append(Image.id.desc() if sort[-1][1] == "desc" else Image.id.asc())
-    ids = [image_id for image_id, tags in session.execute(query.order_by(*order))
-           if all(tag in (tags or []) for tag in filters.tags)]
+    ids = [image_id for image_id, tags, properties in session.execute(query.order_by(*order))
+           if all(tag in (tags or []) for tag in filters.tags)
+           and all(str((properties or {}).get(key)) == value
+                   for key, value in filters.properties.items())]
     start = 0
     if marker is not None:
         try:

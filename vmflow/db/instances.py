@@ -10,8 +10,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from vmflow import exception
-from vmflow.db import leases
-from vmflow.db.models import FlowRun, Instance, InstanceFault, utcnow
+from vmflow.db import leases, moves
+from vmflow.db.models import FlowRun, Instance, InstanceFault, Migration, utcnow
 from vmflow.states import power_state, vm_states
 
 _ANY = object()
@@ -133,7 +133,9 @@ def foreign_guests(session: Session, host: str, guests: Iterable[str],
     Returns ``(unknown, elsewhere)``: guests of no live instance (never known,
     or deleted), and guests of instances that now live on another host (moved
     or evacuated while this host was away).  Instances with an operation under
-    way, or changed since the report was taken, are left to that operation.
+    way, or changed since the report was taken, are left to that operation, and
+    so are those with a migration from or to this host not yet over (a resize
+    waiting for confirm keeps its source guest).
     """
     guests = list(guests)
     if not guests:
@@ -141,14 +143,25 @@ def foreign_guests(session: Session, host: str, guests: Iterable[str],
     rows = {i.uuid: i for i in session.scalars(select(Instance).where(
         Instance.uuid.in_(guests)))}
     unknown, elsewhere = [], []
+    moving = _moving_through(session, host, rows)
     for uuid in guests:
         row = rows.get(uuid)
         if row is None or (row.deleted and row.updated_at < taken_at):
             unknown.append(uuid)
         elif (not row.deleted and row.task_state is None and row.host != host
-              and row.updated_at < taken_at):
+              and row.updated_at < taken_at and uuid not in moving):
             elsewhere.append(uuid)
     return unknown, elsewhere
+
+
+def _moving_through(session: Session, host: str, rows: dict[str, Instance]) -> set[str]:
+    """Instances with a migration under way from or to ``host``: a resize
+    waiting for confirm keeps its source guest (flows/migrate.py)."""
+    if not rows:
+        return set()
+    return set(session.scalars(select(Migration.instance_uuid).where(
+        Migration.instance_uuid.in_(list(rows)), Migration.status.not_in(moves.FINISHED),
+        (Migration.source_compute == host) | (Migration.dest_compute == host))))
 
 
 def stranded(session: Session, grace: float, host: str | None = None) -> list[Instance]:

@@ -56,6 +56,9 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("snapshot", "createImage", frozenset({
         vm_states.ACTIVE, vm_states.STOPPED, vm_states.PAUSED, vm_states.SUSPENDED}),
         task_states.IMAGE_SNAPSHOT, recorded_as="createImage"),
+    Action("backup", "createBackup", frozenset({
+        vm_states.ACTIVE, vm_states.STOPPED, vm_states.PAUSED, vm_states.SUSPENDED}),
+        task_states.IMAGE_BACKUP, recorded_as="createBackup"),
     Action("rebuild", "rebuild", frozenset({vm_states.ACTIVE, vm_states.STOPPED,
                                             vm_states.ERROR}),
            task_states.REBUILDING),
@@ -63,6 +66,34 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
            task_states.RESCUING, vm_states.RESCUED, power_state.RUNNING),
     Action("unrescue", "unrescue", frozenset({vm_states.RESCUED}),
            task_states.UNRESCUING, vm_states.ACTIVE, power_state.RUNNING),
+    # Live migration: the guest keeps running (or paused) while it moves; it
+    # ends in the vm_state it started in.
+    Action("live_migrate", "os-migrateLive", frozenset({vm_states.ACTIVE, vm_states.PAUSED}),
+           task_states.MIGRATING, recorded_as="live-migration"),
+    # Shelve: snapshot into an image, then off the host (at once, or later:
+    # shelved_offload_time); unshelve boots it again, wherever it is.
+    Action("shelve", "shelve", frozenset({
+        vm_states.ACTIVE, vm_states.STOPPED, vm_states.PAUSED, vm_states.SUSPENDED}),
+        task_states.SHELVING, vm_states.SHELVED, power_state.SHUTDOWN),
+    Action("shelve_offload", "shelveOffload", frozenset({vm_states.SHELVED}),
+           task_states.SHELVING_OFFLOADING, vm_states.SHELVED_OFFLOADED, power_state.NOSTATE,
+           recorded_as="shelveOffload"),
+    Action("unshelve", "unshelve", frozenset({vm_states.SHELVED, vm_states.SHELVED_OFFLOADED}),
+           task_states.UNSHELVING, vm_states.ACTIVE, power_state.RUNNING),
+    # Resize and cold migration end RESIZED (VERIFY_RESIZE) on the target; confirm
+    # and revert end ACTIVE or STOPPED, as the instance was (flows/migrate.py).
+    Action("resize", "resize", frozenset({vm_states.ACTIVE, vm_states.STOPPED}),
+           task_states.RESIZE_PREP, vm_states.RESIZED),
+    Action("migrate", "migrate", frozenset({vm_states.ACTIVE, vm_states.STOPPED}),
+           task_states.RESIZE_PREP, vm_states.RESIZED),
+    Action("confirm_resize", "confirmResize", frozenset({vm_states.RESIZED}),
+           task_states.RESIZE_CONFIRMING, recorded_as="confirmResize"),
+    Action("revert_resize", "revertResize", frozenset({vm_states.RESIZED}),
+           task_states.RESIZE_REVERTING, recorded_as="revertResize"),
+    # Evacuate: rebuilt on another host while its own is down; ends ACTIVE, or
+    # STOPPED for a stopped one (flows/evacuate.py).
+    Action("evacuate", "evacuate", frozenset({vm_states.ACTIVE, vm_states.STOPPED,
+                                              vm_states.ERROR}), task_states.REBUILDING),
     Action("lock", "lock", vm_states.ALL - {vm_states.DELETED}, None),
     Action("unlock", "unlock", vm_states.ALL - {vm_states.DELETED}, None),
 )}

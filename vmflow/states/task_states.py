@@ -22,6 +22,7 @@ SUSPENDING = "suspending"  # saving memory to the host's disk
 RESUMING = "resuming"  # restoring from the saved memory
 # snapshot
 IMAGE_SNAPSHOT = "image_snapshot"  # copying the root disk into a new image
+IMAGE_BACKUP = "image_backup"  # the same, as a backup (then older backups rotated out)
 # rebuild
 REBUILDING = "rebuilding"  # replacing the root disk from an image
 # rescue
@@ -46,7 +47,8 @@ REBUILD_SPAWNING = "rebuild_spawning"  # evacuate: spawning on the new host
 
 TRANSITIONAL = frozenset({
     SCHEDULING, BLOCK_DEVICE_MAPPING, SPAWNING, POWERING_OFF, POWERING_ON, REBOOTING,
-    REBOOTING_HARD, PAUSING, UNPAUSING, SUSPENDING, RESUMING, IMAGE_SNAPSHOT, REBUILDING,
+    REBOOTING_HARD, PAUSING, UNPAUSING, SUSPENDING, RESUMING, IMAGE_SNAPSHOT, IMAGE_BACKUP,
+    REBUILDING,
     RESCUING, UNRESCUING, DELETING, RESIZE_PREP, RESIZE_MIGRATING, RESIZE_MIGRATED,
     RESIZE_FINISH, RESIZE_REVERTING, RESIZE_CONFIRMING, MIGRATING, SHELVING,
     SHELVING_IMAGE_PENDING_UPLOAD, SHELVING_IMAGE_UPLOADING, SHELVING_OFFLOADING, UNSHELVING,

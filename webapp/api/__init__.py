@@ -14,11 +14,14 @@ from webapp.api import (
     instance_actions,
     keypairs,
     limits,
+    live_migrations,
     microversion,
     middleware,
+    migrations,
     quotas,
     server_actions,
     server_groups,
+    server_metadata,
     servers,
     services,
     usage,
@@ -33,7 +36,10 @@ def init_app(app: Flask) -> None:
     microversion.init_app(app)
     app.register_blueprint(versions.bp)
     for module in (servers, server_actions, flavors, images, hypervisors, services,
-                   aggregates, zones, server_groups, instance_actions, flows, usage):
+                   aggregates, zones, server_groups, instance_actions, flows, usage,
+                   server_metadata):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
     for module in (quotas, limits, keypairs):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
+    app.register_blueprint(live_migrations.bp, url_prefix="/v2.1")
+    app.register_blueprint(migrations.bp, url_prefix="/v2.1")

@@ -19,7 +19,17 @@ from vmflow.db import instances as instances_db
 from vmflow.db import keypairs as keypairs_db
 from vmflow.db.models import Instance
 from vmflow.states import vm_states
-from webapp.api import common, microversion, servers, validation
+from webapp.api import (
+    common,
+    evacuate,
+    live_migrations,
+    microversion,
+    resize,
+    server_extra_actions,
+    servers,
+    shelve,
+    validation,
+)
 
 bp = Blueprint("server_actions", __name__)
 
@@ -135,6 +145,12 @@ def action(server_id: str):
         return jsonify({"output": output})
     if name == "createImage":
         return _create_image(server_id, value)
+    if name == live_migrations.ACTION:
+        return live_migrations.migrate_live(server_id, value)
+    if name in resize.HANDLERS:  # resize, migrate, confirmResize, revertResize
+        return resize.HANDLERS[name](server_id, value)
+    if name in server_extra_actions.HANDLERS:  # createBackup, forceDelete, restore
+        return server_extra_actions.HANDLERS[name](server_id, value)
     if name == "trigger_crash_dump" and microversion.at_least("2.17"):
         _no_arguments(name, value)
         instance = _instance(server_id)
@@ -144,6 +160,8 @@ def action(server_id: str):
                                 "hypervisor driver does not inject NMIs into guests.")
     if name == "rebuild":
         return _rebuild(server_id, value)
+    if name == "evacuate":
+        return evacuate.evacuate(server_id, value)
     if name == "rescue":
         args = _arguments(name, value, {"rescue_image_ref", "adminPass"})
         password = validation.admin_password(args, "rescue")
@@ -151,6 +169,8 @@ def action(server_id: str):
         image = _usable_image(ref or _instance(server_id).image_ref)
         api.act(ctx, server_id, "rescue", inputs={"rescue_image": image})
         return jsonify({"adminPass": password})  # 200, as Nova answers a rescue
+    if name in shelve.NAMES:
+        return shelve.act(server_id, name, value)
     raise exception.Invalid(f"There is no such action: {name}")
 
 
@@ -184,6 +204,7 @@ def _rebuild(server_id: str, value: Any):
     description = validation.string(args, "description", "rebuild", max_len=255)
     user_data = servers.user_data_of(args, "rebuild")
     access = servers.access_ips(args, "rebuild")
+    disk_config = servers.disk_config_of(args, "rebuild")
     servers.trusted_certificates(args, "rebuild")
     key_name = validation.string(args, "key_name", "rebuild", min_len=1)
     key_data = None
@@ -211,6 +232,8 @@ def _rebuild(server_id: str, value: Any):
             setattr(row, column, address)
         if "key_name" in args:
             row.key_name, row.key_data = key_name, key_data
+        if disk_config:  # a new object: the JSON column sees the change
+            row.system_metadata = {**(row.system_metadata or {}), **disk_config}
         return {"start": row.vm_state != vm_states.STOPPED}  # a stopped one stays stopped
 
     common.compute_api().act(common.context(), server_id, "rebuild",

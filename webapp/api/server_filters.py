@@ -43,7 +43,7 @@ _EXACT: dict[str, Callable[[Instance], Any]] = {
     "task_state": lambda i: i.task_state,
     "host": lambda i: i.host,
     "uuid": lambda i: i.uuid,
-    "launch_index": lambda i: 0,
+    "launch_index": lambda i: i.launch_index or 0,
     "flavor": lambda i: (i.flavor or {}).get("flavorid"),
 }
 _REGEX: dict[str, Callable[[Instance], Any]] = {
@@ -51,7 +51,7 @@ _REGEX: dict[str, Callable[[Instance], Any]] = {
     "display_name": lambda i: i.name,
     "description": lambda i: i.description,
     "display_description": lambda i: i.description,
-    "reservation_id": lambda i: views.reservation_id(i.uuid),
+    "reservation_id": lambda i: views.reservation_of(i),
     "hostname": lambda i: views.hostname_of(i.name),
     "key_name": lambda i: i.key_name,
     "power_state": lambda i: i.power_state,
@@ -68,7 +68,7 @@ _REGEX: dict[str, Callable[[Instance], Any]] = {
     "root_device_name": lambda i: "/dev/vda",
     "access_ip_v4": lambda i: i.access_ip_v4,
     "access_ip_v6": lambda i: i.access_ip_v6,
-    "auto_disk_config": lambda i: False,
+    "auto_disk_config": lambda i: views.disk_config(i) == "AUTO",
     "ip": lambda i: None,  # no networking yet: no server has an address
     "ip6": lambda i: None,
 }
@@ -88,9 +88,11 @@ _SORT: dict[str, Callable[[Instance], Any]] = {
     "progress": lambda i: i.progress, "image_ref": lambda i: i.image_ref,
     "instance_type_id": lambda i: (i.flavor or {}).get("flavorid"),
     "locked_by": lambda i: i.locked_by, "config_drive": lambda i: bool(i.config_drive),
-    "launch_index": lambda i: 0, "kernel_id": lambda i: "", "ramdisk_id": lambda i: "",
+    "launch_index": lambda i: i.launch_index or 0, "kernel_id": lambda i: "",
+    "ramdisk_id": lambda i: "",
     "root_device_name": lambda i: "", "access_ip_v4": lambda i: i.access_ip_v4,
-    "access_ip_v6": lambda i: i.access_ip_v6, "auto_disk_config": lambda i: False,
+    "access_ip_v6": lambda i: i.access_ip_v6,
+    "auto_disk_config": lambda i: views.disk_config(i) == "AUTO",
 }
 # Sort keys Nova accepts but ignores (below 2.75; 'locked' sorts from 2.73).
 _IGNORED_SORT = frozenset({

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import secrets
 import urllib.parse
 import uuid
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from vmflow import exception, policy
 from vmflow.db import aggregates as aggregates_db
+from vmflow.db import catalog, quotas
 from vmflow.db import hosts as hosts_db
 from vmflow.db import instances as instances_db
 from vmflow.db import keypairs as keypairs_db
@@ -94,9 +96,6 @@ def _parse_create(body: dict) -> dict:
     max_count = validation.integer(server, "max_count", "server", minimum=1) or min_count
     if min_count > max_count:
         raise exception.Invalid("min_count must be <= max_count.")
-    if max_count > 1:
-        raise exception.Invalid("Creating several servers in one request is not supported "
-                                "yet; send one request per server.")
     _networks(server)
     description = validation.string(server, "description", "server", max_len=255)
     user_data = user_data_of(server, "server")
@@ -128,7 +127,23 @@ def _parse_create(body: dict) -> dict:
             "name": name, "flavor_ref": flavor_ref, "image_ref": image_ref,
             "availability_zone": zone, "metadata": meta, "group": group,
             "description": description, "tags": tags, "user_data": user_data, **access,
-            "host": host, "hypervisor_hostname": node}
+            "host": host, "hypervisor_hostname": node,
+            "system_metadata": disk_config_of(server, "server"),
+            "min_count": min_count, "max_count": max_count}
+
+
+_DISK_CONFIGS = ("AUTO", "MANUAL")
+
+
+def disk_config_of(obj: dict, where: str) -> dict[str, str]:
+    """``OS-DCF:diskConfig``: AUTO or MANUAL (400 otherwise), as system metadata."""
+    if "OS-DCF:diskConfig" not in obj:
+        return {}
+    value = obj["OS-DCF:diskConfig"]
+    if value not in _DISK_CONFIGS:
+        raise exception.Invalid(f"Invalid input for field 'OS-DCF:diskConfig' of {where}: "
+                                f"{value!r} is not one of 'AUTO', 'MANUAL'.")
+    return {"disk_config": value}
 
 
 def user_data_of(obj: dict, where: str) -> str | None:
@@ -224,23 +239,79 @@ def _check_references(args: dict) -> None:
                 raise exception.Invalid(str(err)) from None
 
 
+def _count_that_fits(ctx, flavor_ref: str, min_count: int, max_count: int) -> int:
+    """How many of ``max_count`` servers the project's quota (instances, cores,
+    RAM) has room for, checked for the whole count as Nova does: all of them,
+    else as many as fit if that is at least ``min_count``, else 403 naming the
+    quota.  Each server's admission checks its own quota again."""
+    if max_count == 1:
+        return 1
+    cfg = common.config()
+    with common.db().read() as session:
+        try:
+            flavor = catalog.flavor_dict(catalog.get_flavor(session, flavor_ref))
+        except exception.FlavorNotFound as err:
+            raise exception.Invalid(str(err)) from None
+        try:
+            quotas.check_instances(session, cfg, ctx.project_id, flavor, max_count)
+            return max_count
+        except exception.QuotaExceeded as over:
+            refusal = over
+        allowed = quotas.limits(session, cfg, ctx.project_id)
+        used = quotas.instance_usage(session, ctx.project_id)
+        room = max_count
+        for resource, each in (("instances", 1), ("cores", int(flavor["vcpus"])),
+                               ("ram", int(flavor["memory_mb"]))):
+            if allowed[resource] >= 0 and each > 0:
+                room = min(room, max(0, allowed[resource] - used[resource]) // each)
+    if room < min_count:
+        raise refusal
+    return room
+
+
+def _launch_all(ctx, args: dict) -> list[str]:
+    """Launch the ``min_count``..``max_count`` servers of one request: named
+    ``<name>-<n>`` (Nova's default ``multi_instance_display_name_template``)
+    when more than one, sharing a reservation id, each with its launch index.
+    If one is refused at admission (the quota, raced away), the ones already
+    accepted are deleted and the refusal answered."""
+    min_count, max_count = args.pop("min_count"), args.pop("max_count")
+    count = _count_that_fits(ctx, args["flavor_ref"], min_count, max_count)
+    reservation = "r-" + secrets.token_hex(4)
+    launched: list[str] = []
+    try:
+        for index in range(count):
+            name = args["name"] if count == 1 else f"{args['name']}-{index + 1}"
+            launched.append(common.compute_api().create(
+                ctx, **{**args, "name": name}, reservation_id=reservation,
+                launch_index=index))
+    except Exception:
+        for instance_uuid in launched:
+            common.compute_api().delete(ctx, instance_uuid)
+        raise
+    return launched
+
+
 @bp.post("/servers")
 def create():
     args = _parse_create(common.json_body())
     password = validation.admin_password(common.json_body()["server"], "server")
     ctx = common.authorize("os_compute_api:servers:create")
     _check_references(args)
-    instance_uuid = common.compute_api().create(ctx, **args)
+    disk_config = args["system_metadata"].get("disk_config", "MANUAL")
+    instance_uuid = _launch_all(ctx, args)[0]  # several: Nova answers with the first
     reservation = common.json_body()["server"].get("return_reservation_id")
     if reservation is True or str(reservation).lower() in ("true", "1", "yes", "on"):
-        response = jsonify({"reservation_id": views.reservation_id(instance_uuid)})
+        with common.db().read() as session:
+            reservation_id = views.reservation_of(instances_db.get(session, instance_uuid))
+        response = jsonify({"reservation_id": reservation_id})
         response.status_code = 202
         return response
     with common.db().read() as session:
         instance = instances_db.get(session, instance_uuid)
         brief = views.server_brief(instance)
     # Nova's create answer: no name (Tempest's schema refuses one).
-    brief = {"id": brief["id"], "links": brief["links"], "OS-DCF:diskConfig": "MANUAL",
+    brief = {"id": brief["id"], "links": brief["links"], "OS-DCF:diskConfig": disk_config,
              "security_groups": [{"name": "default"}], "adminPass": password}
     response = jsonify({"server": brief})
     response.status_code = 202
@@ -384,24 +455,28 @@ def show(server_id: str):
         return jsonify({"server": bodies(session, [instance], faults, groups=True)[0]})
 
 
-_UPDATE_KEYS = {"name", "accessIPv4", "accessIPv6"}
+_UPDATE_KEYS = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
 _LATER_UPDATE_KEYS = {"description": "2.19"}
 
 
 @bp.put("/servers/<server_id>")
 def update(server_id: str):
-    """Rename a server (and, from 2.19, change its description)."""
+    """Rename a server, change its access addresses and ``OS-DCF:diskConfig``
+    (and, from 2.19, its description)."""
     common.require_uuid(server_id, exception.InstanceNotFound, instance_id=server_id)
     changes = validation.body_object(common.json_body(), "server",
                                      _versioned_keys(_UPDATE_KEYS, _LATER_UPDATE_KEYS))
     name = validation.string(changes, "name", "server", min_len=1)
     description = validation.string(changes, "description", "server", max_len=255)
     access = access_ips(changes, "server")
+    disk_config = disk_config_of(changes, "server")
     with common.db().write() as session:
         instance = _owned(session, server_id)
         common.authorize("os_compute_api:servers:update", {"project_id": instance.project_id})
         if name is not None:
             instance.name = name
+        if disk_config:  # a new object: the JSON column sees the change
+            instance.system_metadata = {**(instance.system_metadata or {}), **disk_config}
         if "description" in changes:
             instance.description = description
         for column, value in access.items():

@@ -34,9 +34,23 @@ def hostname_of(name: str) -> str:
 
 
 def reservation_id(instance_uuid: str) -> str:
-    """One create request makes one server, so a per-server id is the request's."""
+    """The id of a server created before reservation ids were recorded: one
+    per server, derived from its uuid."""
     digest = hashlib.sha1(instance_uuid.encode()).hexdigest()
     return "r-" + digest[:8]
+
+
+def reservation_of(instance: Instance) -> str:
+    """The id of the create request that made ``instance`` (shared by the
+    servers of one request)."""
+    return instance.reservation_id or reservation_id(instance.uuid)
+
+
+def disk_config(instance: Instance) -> str:
+    """``OS-DCF:diskConfig`` as last given (create, rebuild, update); MANUAL
+    when never given.  Recorded, not acted on: vmflow's hosts neither grow nor
+    partition a guest's file system (Nova's AUTO asks the driver to)."""
+    return (instance.system_metadata or {}).get("disk_config") or "MANUAL"
 
 
 def server_flavor(flavor: dict[str, Any], extra_specs: bool = True) -> dict[str, Any]:
@@ -85,7 +99,7 @@ def server(instance: Instance, fault: InstanceFault | None = None,
         "accessIPv4": instance.access_ip_v4 or "",
         "accessIPv6": instance.access_ip_v6 or "",
         "links": links("servers", instance.uuid),
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": disk_config(instance),
     }
     if not compact:
         body.update({
@@ -109,8 +123,8 @@ def server(instance: Instance, fault: InstanceFault | None = None,
         body["OS-EXT-SRV-ATTR:instance_name"] = f"instance-{instance.uuid}"
         if microversion.at_least("2.3"):
             body.update({
-                "OS-EXT-SRV-ATTR:reservation_id": reservation_id(instance.uuid),
-                "OS-EXT-SRV-ATTR:launch_index": 0,
+                "OS-EXT-SRV-ATTR:reservation_id": reservation_of(instance),
+                "OS-EXT-SRV-ATTR:launch_index": instance.launch_index or 0,
                 "OS-EXT-SRV-ATTR:hostname": hostname_of(instance.name),
                 "OS-EXT-SRV-ATTR:kernel_id": "",
                 "OS-EXT-SRV-ATTR:ramdisk_id": "",

@@ -38,12 +38,45 @@ LOOKS: dict[str, dict[str, Any]] = {
     "snapshot": {"label": "Create snapshot",
                  "fields": [{"name": "name", "label": "Snapshot name", "kind": "text",
                              "default": "{name}-snapshot"}]},
+    "backup": {"label": "Create backup",
+               "fields": [{"name": "name", "label": "Backup name", "kind": "text",
+                           "default": "{name}-backup"},
+                          {"name": "backup_type", "label": "Backup type", "kind": "text",
+                           "default": "daily"},
+                          {"name": "rotation", "label": "Backups of this type to keep",
+                           "kind": "text", "default": "7"}]},
     "rebuild": {"label": "Rebuild", "danger": True,
                 "confirm": "Rebuild {name} from an image? Its root disk is replaced: "
                            "everything on it is lost.",
                 "fields": [{"name": "imageRef", "label": "Image", "kind": "image"}]},
     "rescue": {"label": "Rescue"},
     "unrescue": {"label": "Unrescue", "quick": True},
+    "live_migrate": {"label": "Live migrate", "args": {"block_migration": "auto", "host": None},
+                     "fields": [{"name": "host", "label": "Destination host (empty: the "
+                                 "scheduler chooses)", "kind": "text", "optional": True}]},
+    "evacuate": {"label": "Evacuate",
+                 "confirm": "Rebuild {name} on another host? Only while its host is down; "
+                            "without shared instance storage its disk is made afresh from "
+                            "its image.",
+                 "fields": [{"name": "host", "label": "Destination host (empty: the "
+                             "scheduler chooses)", "kind": "text", "optional": True}]},
+    "shelve": {"label": "Shelve",
+               "confirm": "Shelve {name}? The guest is shut down and its disk saved as the "
+                          "image {name}-shelved; unshelve boots it again."},
+    "shelve_offload": {"label": "Offload shelved",
+                       "confirm": "Remove shelved {name} from its host? Its guest and disks "
+                                  "are deleted there; unshelve makes them again from its "
+                                  "shelved image, on a host the scheduler chooses."},
+    "unshelve": {"label": "Unshelve", "quick": True},
+    "resize": {"label": "Resize",
+               "fields": [{"name": "flavorRef", "label": "New flavor (id or name)",
+                           "kind": "text"}]},
+    "migrate": {"label": "Migrate (cold)",
+                "confirm": "Move {name} to another host? Its guest is powered off while "
+                           "its disk is copied; confirm or revert the move afterwards."},
+    "confirm_resize": {"label": "Confirm resize", "quick": True},
+    "revert_resize": {"label": "Revert resize",
+                      "confirm": "Go back to {name}'s previous flavor and host?"},
     "lock": {"label": "Lock", "when": {"locked": False},
              "fields": [{"name": "locked_reason", "label": "Reason (optional)",
                          "kind": "text", "optional": True}]},

@@ -101,7 +101,18 @@ def _filters() -> store.Filters:
         owner=request.args.get("owner"), disk_format=request.args.get("disk_format"),
         container_format=request.args.get("container_format"), protected=_boolean("protected"),
         size_min=common.query_int("size_min"), size_max=common.query_int("size_max"),
-        tags=request.args.getlist("tag"))
+        tags=request.args.getlist("tag"),
+        properties={key: value for key, value in request.args.items()
+                    if key not in _NOT_PROPERTIES})
+
+
+# Query parameters of a listing that are not custom-property filters (Glance
+# takes any other parameter as one: ``?image_type=backup&instance_uuid=...``).
+_NOT_PROPERTIES = frozenset({
+    "limit", "marker", "sort", "sort_key", "sort_dir", "id", "name", "status", "visibility",
+    "owner", "disk_format", "container_format", "protected", "size_min", "size_max", "tag",
+    "os_hidden", "member_status", "created_at", "updated_at", "checksum", "os_hash_value",
+    "min_ram", "min_disk"})
 
 
 @bp.get("/v2/images")
@@ -126,6 +137,16 @@ def show(image_id: str):
     common.authorize("image:get_image")
     with common.db().read() as session:
         return jsonify(view.image(visible_image(session, image_id)))
+
+
+@bp.get("/v2/images/<image_id>/tasks")
+def tasks(image_id: str):
+    """The image's import tasks (Glance 2.12): vmflow imports nothing
+    asynchronously (uploads and snapshots write the file directly), so none."""
+    common.authorize("image:get_image")
+    with common.db().read() as session:
+        visible_image(session, image_id)
+    return jsonify({"tasks": []})
 
 
 # -- validation of what a request sets ---------------------------------------------------
