@@ -63,6 +63,12 @@ class Begin(VmTask):
         super().__init__(services, f"{action.name}.begin")
         self.action = action
 
+    @property
+    def held(self) -> str | tuple[str, ...] | None:
+        """The task_state(s) the operation may hold when it fails (an operation
+        that moves through several, as a resize, names them all)."""
+        return self.action.task_state
+
     def execute(self, instance_uuid: str) -> tuple[dict[str, Any], str | None]:
         with self.svc.db.write() as session:
             instance = session.get(Instance, instance_uuid)
@@ -79,7 +85,7 @@ class Begin(VmTask):
         code, message, details = fault_from(first_failure(flow_failures))
         with self.svc.db.write() as session:
             if not instances_db.update_if(session, instance_uuid, {"task_state": None},
-                                          expected_task_state=self.action.task_state):
+                                          expected_task_state=self.held):
                 return  # not ours any more (deleted, or never was)
             flowstore.mark_reverting(session, instance_uuid, self.action.name)
             instance = session.get(Instance, instance_uuid)

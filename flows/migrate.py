@@ -53,8 +53,6 @@ from flows.base import (
     VmTask,
     already_ended,
     failed,
-    fault_from,
-    first_failure,
     may_have_acted,
     notify,
     outcome_unknown,
@@ -63,7 +61,7 @@ from flows.base import (
 from flows.launch import config_drive_metadata
 from scheduler.request_spec import RequestSpec
 from vmflow import context, exception
-from vmflow.db import catalog, claims, flowstore, moves
+from vmflow.db import catalog, claims, moves
 from vmflow.db import instances as instances_db
 from vmflow.db.models import Instance, Migration, utcnow
 from vmflow.notifications import state_of
@@ -139,24 +137,13 @@ class MoveBegin(Begin):
         publish(self.svc, message)
         return before, instance.host, dict(instance.flavor)
 
+    held = MOVING
+
     def revert(self, result: Any, instance_uuid: str, migration_uuid: str,
                flow_failures: dict | None = None, **_kw: Any) -> None:
-        code, message, details = fault_from(first_failure(flow_failures))
         with self.svc.db.write() as session:
             moves.set_status(session, migration_uuid, "error")
-            if not instances_db.update_if(session, instance_uuid, {"task_state": None},
-                                          expected_task_state=list(MOVING)):
-                return  # not ours any more (deleted, or never was)
-            flowstore.mark_reverting(session, instance_uuid, self.action.name)
-            instance = session.get(Instance, instance_uuid)
-            instances_db.add_fault(session, instance_uuid, code=code,
-                                   message=f"{self.action.instance_action} failed: {message}",
-                                   details=details, host=instance.host)
-            note = notify(self.svc, session, instance, self.action.name, "error",
-                          before=None if failed(result) else result[0], fault=message)
-        publish(self.svc, note)
-        LOG.warning("%s of %s failed and was rolled back: %s", self.action.name,
-                    instance_uuid, message)
+        super().revert(result, instance_uuid, flow_failures=flow_failures)
 
 
 class SelectTarget(VmTask):
