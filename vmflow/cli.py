@@ -255,11 +255,11 @@ class Client:
         return True
 
     def request(self, method: str, path: str, body: dict | None = None, *,
-                base: str | None = None) -> Any:
+                base: str | None = None, headers: dict[str, str] | None = None) -> Any:
         url = (base or self.url) + path
-        response = self.http.request(method, url, json=body, timeout=30)
+        response = self.http.request(method, url, json=body, timeout=30, headers=headers)
         if response.status_code == 401 and self._authenticate():
-            response = self.http.request(method, url, json=body, timeout=30)
+            response = self.http.request(method, url, json=body, timeout=30, headers=headers)
         if response.status_code >= 400:
             try:
                 payload = response.json()
@@ -369,13 +369,31 @@ _ACTION_BODIES = {
     "rebuild": lambda a, image: {"rebuild": {"imageRef": image,
                                              **({"name": a.name} if a.name else {})}},
     "image-create": lambda a, image: {"createImage": {"name": a.name}},
+    # Moves (issue #6); migrate, live-migrate, shelve-offload and evacuate are
+    # an admin's by default.
+    "resize": lambda a, image: {"resize": {"flavorRef": a.flavor}},
+    "resize-confirm": lambda a, image: {"confirmResize": None},
+    "resize-revert": lambda a, image: {"revertResize": None},
+    "migrate": lambda a, image: {"migrate": {"host": a.target} if a.target else None},
+    "live-migrate": lambda a, image: {"os-migrateLive": {
+        "host": a.target, "block_migration": "auto"}},
+    "shelve": lambda a, image: {"shelve": None},
+    "shelve-offload": lambda a, image: {"shelveOffload": None},
+    "unshelve": lambda a, image: {"unshelve": None},
+    "evacuate": lambda a, image: {"evacuate": {"host": a.target} if a.target else {}},
 }
+# The microversion each verb's body needs (the host of a migrate is 2.56's;
+# "auto" block migration 2.25's; evacuate without onSharedStorage 2.14's).
+_ACTION_VERSIONS = {"migrate": "2.56", "live-migrate": "2.25", "evacuate": "2.14"}
 
 
 def _server_action(client: Client, args: argparse.Namespace) -> int:
     image = getattr(args, "image", None)
     body = _ACTION_BODIES[args.action](args, client.resolve_image(image) if image else None)
-    answer = client.request("POST", f"/servers/{args.id}/action", body)
+    version = _ACTION_VERSIONS.get(args.action)
+    answer = client.request("POST", f"/servers/{args.id}/action", body,
+                            headers={"OpenStack-API-Version": f"compute {version}"}
+                            if version else None)
     print(f"{args.action} of {args.id} accepted", flush=True)
     if answer and answer.get("image_id"):
         print(f"image {answer['image_id']}", flush=True)
@@ -491,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
             act.add_argument("--reason")
         if verb in ("rescue", "rebuild"):
             act.add_argument("--image", required=verb == "rebuild", help="image name or id")
+        if verb == "resize":
+            act.add_argument("--flavor", required=True, help="the new flavor (name or id)")
+        if verb in ("migrate", "live-migrate", "evacuate"):
+            act.add_argument("--host", dest="target",
+                             help="the target host (default: the scheduler's choice)")
         if verb in ("rebuild", "image-create"):
             act.add_argument("--name", required=verb == "image-create",
                              help="the snapshot's name" if verb == "image-create"

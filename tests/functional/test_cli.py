@@ -125,3 +125,34 @@ def test_up_distributed_says_what_is_missing(tmp_path):
     assert done.returncode == 1
     assert "Redis does not answer at redis://127.0.0.1:9/0" in done.stderr
     assert "bash scripts/services.sh" in done.stderr
+
+
+def test_server_moves_from_the_cli(cloud, capsys):
+    """resize (confirm and revert), cold and live migration, shelve and unshelve,
+    each a verb of `vmflow server`, against the real API and workers."""
+    url = cloud.api.base
+    assert cli.main(["server", "--url", url, "create", "cli-move", "--flavor", "m1.tiny",
+                     "--image", "blank-qcow2", "--wait"]) == 0
+    server_id = capsys.readouterr().out.split("accepted ", 1)[1].split()[0]
+
+    def host() -> str:
+        return cloud.api.get(f"/v2.1/servers/{server_id}").json()["server"][
+            "OS-EXT-SRV-ATTR:host"]
+
+    first = host()
+    for verb, extra, status in (("resize", ["--flavor", "m1.small"], "VERIFY_RESIZE"),
+                                ("resize-revert", [], "ACTIVE"),
+                                ("migrate", [], "VERIFY_RESIZE"),
+                                ("resize-confirm", [], "ACTIVE"),
+                                ("live-migrate", ["--host", first], "ACTIVE"),
+                                ("shelve", [], "SHELVED_OFFLOADED"),
+                                ("unshelve", [], "ACTIVE")):
+        assert cli.main(["server", "--url", url, verb, server_id, *extra, "--wait"]) == 0, verb
+        out = capsys.readouterr().out
+        assert f"{verb} of {server_id} accepted" in out and status in out, (verb, out)
+        if verb == "resize-confirm":
+            assert host() != first  # migrated away and confirmed there
+        if verb == "live-migrate":
+            assert host() == first  # and live-migrated back
+    assert cli.main(["server", "--url", url, "evacuate", server_id]) == 1
+    assert "HTTP 409" in capsys.readouterr().err  # its host is up
