@@ -533,4 +533,4 @@ def test_os_migrations_lists_them_as_nova_does(running):
     assert mine.status_code == 200 and mine.json() == {"migrations": []}
     one = running.api.get(f"/v2.1/servers/{sid}/migrations/{new[0]['id']}", headers=LATEST)
     assert one.status_code == 404
-    assert running.api.get(f"/v2.1/servers/{sid}/migrations").status_code == 404  # < 2.22
+    assert running.api.get(f"/v2.1/servers/{sid}/migrations").status_code == 404  # < 2.23

@@ -8,7 +8,7 @@
   ``changes-before``).  Fields by version: 2.23 ``migration_type`` and, for a
   live migration in progress, ``links``; 2.59 ``uuid``; 2.80 ``user_id`` and
   ``project_id``.
-* ``GET /servers/{id}/migrations`` and ``.../migrations/{id}`` (2.22): as in
+* ``GET /servers/{id}/migrations`` and ``.../migrations/{id}`` (2.23): as in
   Nova, only the server's live migrations in progress, with their progress in
   bytes; any other migration answers 404 there.
 """
@@ -141,7 +141,7 @@ def _server_migration(row: Migration) -> dict[str, Any]:
 
 
 def _server(session, server_id: str, rule: str) -> None:
-    microversion.require("2.22")
+    microversion.require("2.23")
     ctx = common.context()
     common.require_uuid(server_id, exception.InstanceNotFound, instance_id=server_id)
     instance = instances_db.get(session, server_id,
