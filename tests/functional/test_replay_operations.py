@@ -21,6 +21,7 @@ test_evacuate.py.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -172,14 +173,15 @@ MOVES = {
     "live_migrate": ({"os-migrateLive": {"host": None, "block_migration": "auto"}}, [],
                      "ACTIVE"),
 }
-# Both crash points for every step of resize, shelve and live migration; for the
-# others only the one after the save (a cold migration runs the resize's steps,
-# and the whole matrix takes more than the suite's budget allows: 114 cases,
-# 11m43s on a loaded 2-core machine, all passed once).
+# The suite kills the conductor after the save of every step of every move (57
+# cases); VMFLOW_CRASH_MATRIX=full adds the kill before each save (114 cases,
+# 11m43s on a loaded 2-core machine, all passed on 2026-11-26): the whole
+# matrix with the rest of the suite would take the suite too close to CI's
+# 90-minute budget.
 BOTH = ("before-save", "after-save")
-WHEN = {"resize": BOTH, "shelve": BOTH, "live_migrate": BOTH}
+WHEN = BOTH if os.environ.get("VMFLOW_CRASH_MATRIX") == "full" else ("after-save",)
 MOVE_CRASHES = [(op, f"{step}:{when}") for op in MOVES for step in _steps(op)
-                for when in WHEN.get(op, ("after-save",))]
+                for when in WHEN]
 # The conductors' modelled live migration (its memory transfer) is kept short.
 QUICK = {"VMFLOW_LIVE_MIGRATION_SIMULATED_SECONDS": "0.2"}
 TINY = (1, 512, 1)  # vcpus, memory_mb, disk_gb of m1.tiny (flavor "1", the servers' own)
